@@ -1,0 +1,3 @@
+from labrouter.cli import main
+
+raise SystemExit(main())
