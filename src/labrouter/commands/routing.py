@@ -1,9 +1,265 @@
-"""CLI commands: routing (to be filled by its owner)."""
+"""CLI commands: `route`, `ask` and `stats`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..app.settings import Context
+from ..core.errors import UsageError
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # noqa: ARG001
-    return None
+def register(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("route", help="show how a prompt would be routed (nothing is sent)")
+    r.add_argument("text", nargs="*", help="the prompt, or - to read it from stdin")
+    r.add_argument("--json", action="store_true", help="print JSON")
+    r.add_argument("--image", action="store_true", help="as if an image came with the prompt")
+    r.add_argument("--batch", action="store_true",
+                   help='read JSON lines {"id", "prompt", "image"} on stdin, write one per line')
+    r.add_argument("--offline", action="store_true",
+                   help="classify only; do not ask the servers what they have")
+    r.set_defaults(handler=_route)
+
+    a = sub.add_parser("ask", help="ask the best live model; streams the answer")
+    a.add_argument("text", nargs="*", help="the prompt, or - to read it from stdin")
+    a.add_argument("--route", help="force a route (quick, code, reasoning, vision, ...)")
+    a.add_argument("--model", help="force a model (a name or a pattern like qwen3:*)")
+    a.add_argument("--node", help="only this machine")
+    a.add_argument("--image", metavar="FILE", help="send an image (vision route)")
+    a.add_argument("--selection", action="store_true",
+                   help="ask about the desktop's current selection (for a desktop shortcut)")
+    a.add_argument("--json", action="store_true",
+                   help="print one JSON object with the answer and the record")
+    a.set_defaults(handler=_ask)
+
+    s = sub.add_parser("stats", help="requests and tokens per route, model and node")
+    s.add_argument("--days", type=int, default=7, help="how many days back (default 7)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler=_stats)
+
+
+def _read_text(parts: list[str]) -> str:
+    if parts == ["-"] or (not parts and not sys.stdin.isatty()):
+        return sys.stdin.read()
+    if not parts:
+        raise UsageError("no prompt given", hint="Pass the prompt as arguments, or - to read "
+                         "it from stdin.")
+    return " ".join(parts)
+
+
+def _route(args: argparse.Namespace, ctx: Context) -> int:
+    from ..core.classify import Classifier
+
+    classifier = Classifier(ctx.config.classifier.keywords)
+    if args.batch:
+        return _route_batch(classifier)
+    text = _read_text(args.text)
+    c = classifier.classify(text, image=args.image)
+    out: dict[str, Any] = {"route": c.route, "confidence": round(c.confidence, 3),
+                           "scores": {k: round(v, 3) for k, v in c.scores.items()},
+                           "reasons": list(c.reasons)}
+    if not args.offline:
+        from ..app.local import current_peers
+        from ..core.policy import choose
+
+        peers, origin = current_peers(ctx)
+        notes: list[str] = []
+        cands = choose(c, peers, ctx.config, notes=notes)
+        out["candidates"] = [{"model": x.model, "node": x.peer.name, "server": x.server.id,
+                              "route": x.route, "reason": x.reason} for x in cands]
+        out["notes"] = notes
+        out["peers_from"] = origin
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"route: {c.route}  (confidence {c.confidence:.2f})")
+    print("scores: " + ", ".join(f"{k} {v:.2f}" for k, v in out["scores"].items()))
+    for reason in c.reasons:
+        print(f"  - {reason}")
+    if "candidates" in out:
+        src = "the running daemon" if out["peers_from"] == "daemon" else "the configured servers"
+        print(f"candidates (from {src}):")
+        if not out["candidates"]:
+            print("  none: no live server has a model for this route")
+        for i, x in enumerate(out["candidates"], 1):
+            print(f"  {i}. {x['model']} on {x['node']} ({x['server']}): {x['reason']}")
+        for n in out["notes"][1:]:
+            print(f"  note: {n}")
+    return 0
+
+
+def _route_batch(classifier: Any) -> int:
+    out = sys.stdout
+    for lineno, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        ident: Any = None
+        try:
+            d = json.loads(line)
+            if not isinstance(d, dict):
+                raise ValueError("expected a JSON object")
+            ident = d.get("id")
+            prompt = d.get("prompt")
+            if not isinstance(prompt, str):
+                raise ValueError('"prompt" must be a string')
+            image = d.get("image", False)
+            if not isinstance(image, bool):
+                raise ValueError('"image" must be true or false')
+            c = classifier.classify(prompt, image=image)
+            rec = {"id": ident, "route": c.route, "confidence": round(c.confidence, 3)}
+        except ValueError as exc:
+            rec = {"id": None, "error": f"line {lineno}: {exc}"}
+        out.write(json.dumps(rec) + "\n")
+    out.flush()
+    return 0
+
+
+def _ask(args: argparse.Namespace, ctx: Context) -> int:
+    image: bytes | None = None
+    if args.image:
+        try:
+            image = Path(args.image).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read the image {args.image}: {exc.strerror}",
+                             hint="Check the path.") from None
+    if args.selection:
+        from ..desktop.selection import read_selection_for_cli
+
+        text = read_selection_for_cli()
+        if not text.strip():
+            print("labrouter: nothing is selected", file=sys.stderr)
+            return 1
+        bare = True
+    else:
+        text = _read_text(args.text)
+        bare = False
+    return asyncio.run(_ask_async(args, ctx, text, image, bare))
+
+
+async def _ask_async(args: argparse.Namespace, ctx: Context, text: str, image: bytes | None,
+                     bare: bool) -> int:
+    from ..app.local import daemon_peers, load_speeds, probe_servers, save_speeds
+    from ..app.usagelog import UsageLog
+    from ..ask import Asker, AskRequest
+    from ..core.errors import AllFailed, NoCandidate
+    from ..core.peers import static_peers
+
+    peers = await asyncio.to_thread(daemon_peers, ctx)
+    if not peers:
+        peers = static_peers(ctx.config.node.name, await probe_servers(ctx.config.servers))
+    connector = _connector(ctx)
+    speeds = load_speeds(ctx.paths.speeds_file)
+    log = UsageLog(ctx.paths.data_dir, ctx.config.usage.retention_days)
+    asker = Asker(ctx.config, lambda: peers, speeds=speeds, usage_log=log, connector=connector,
+                  on_server_failed=lambda cand, exc: _report_failure(ctx, cand))
+    streaming = not args.json
+
+    def on_start(cand: Any) -> None:
+        print(f"[{cand.route}] {cand.model} on {cand.peer.name}", file=sys.stderr, flush=True)
+
+    def on_text(t: str) -> None:
+        if streaming:
+            sys.stdout.write(t)
+            sys.stdout.flush()
+
+    def on_event(kind: str, detail: str) -> None:
+        print(f"labrouter: {detail}", file=sys.stderr, flush=True)
+        if kind in ("restart", "escalate") and streaming:
+            sys.stdout.write("\n")
+
+    req = AskRequest(prompt=text, image=image, route=args.route, model=args.model,
+                     node=args.node, bare=bare, source="selection" if bare else "cli")
+    try:
+        result = await asker.ask(req, on_start=on_start, on_text=on_text, on_event=on_event)
+    except NoCandidate as exc:
+        print(f"labrouter: {exc.message}", file=sys.stderr)
+        print(f"  {exc.hint}", file=sys.stderr)
+        return 1
+    except AllFailed as exc:
+        print(f"labrouter: {exc.message}", file=sys.stderr)
+        for _label, reason in exc.attempts:
+            print(f"  - {reason}", file=sys.stderr)
+        print(f"  {exc.hint}", file=sys.stderr)
+        return 1
+    finally:
+        close = getattr(connector, "aclose", None)
+        if close:
+            await close()
+        save_speeds(ctx.paths.speeds_file, speeds)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        if result.answer and not result.answer.endswith("\n"):
+            sys.stdout.write("\n")
+        sys.stdout.flush()
+        if result.image_dropped:
+            print("labrouter: no vision model was up; the image was left out", file=sys.stderr)
+        print(f"[{result.route}] {result.model} on {result.node}: {result.completion_tokens} "
+              f"tokens, first token {result.ttft * 1000:.0f} ms, total "
+              f"{result.duration:.2f} s", file=sys.stderr)
+    return 0
+
+
+def _connector(ctx: Context) -> Any:
+    """The relay for peers that run labrouter, direct URLs for everything else."""
+    from ..ask import DirectConnector
+
+    direct = DirectConnector(ctx.config)
+    try:
+        from ..relay.client import make_connector
+    except ImportError:
+        return direct
+    return make_connector(ctx, direct)
+
+
+def _report_failure(ctx: Context, cand: Any) -> None:
+    """Passive health: tell the running daemon that this server just failed."""
+    try:
+        from ..app.control import ControlClient
+
+        client = ControlClient.from_paths(ctx.paths)
+        if client is not None:
+            client.request({"cmd": "report_failure", "node_id": cand.peer.node_id,
+                            "server": cand.server.id})
+    except Exception:  # noqa: BLE001 - best effort; the answer matters more
+        pass
+
+
+def _stats(args: argparse.Namespace, ctx: Context) -> int:
+    from ..app.usagelog import UsageLog
+    from ..core.usage import summarise
+
+    if args.days < 1:
+        raise UsageError("--days must be 1 or more")
+    records, bad = UsageLog(ctx.paths.data_dir).read(args.days)
+    s = summarise(records)
+    if args.json:
+        d = s.to_dict()
+        d["days"] = args.days
+        d["skipped_lines"] = bad
+        print(json.dumps(d, indent=2))
+        return 0
+    if not s.requests:
+        print(f"no requests in the last {args.days} day(s) (logs in {ctx.paths.data_dir})")
+        return 0
+    print(f"last {args.days} day(s): {s.requests} requests, {s.answered} answered, "
+          f"{s.tokens} tokens, {s.fallovers} fell over"
+          + (f", ${s.cost_usd:.2f} cloud" if s.cost_usd else ""))
+    for title, table in (("route", s.by_route), ("model", s.by_model), ("node", s.by_node)):
+        print(f"\nby {title}:")
+        width = max(len(k) for k in table) if table else 5
+        for k, g in table.items():
+            line = f"  {k:<{width}}  {g.requests:>5} req  {g.share * 100:5.1f}%  {g.tokens:>8} tok"
+            if title == "route":
+                line += f"  median {g.median_ms / 1000:.2f} s"
+            print(line)
+    quick = s.by_route.get("quick")
+    if quick:
+        print(f"\n{quick.share * 100:.0f}% of your requests went to the quick route.")
+    if bad:
+        print(f"({bad} unreadable line(s) skipped)")
+    return 0

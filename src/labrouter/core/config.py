@@ -224,7 +224,8 @@ def _where(source: str, line: int | None) -> str:
 def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if origin is tuple:
-        return f"a list of {_type_name(get_args(tp)[0])}s"
+        return "a list of " + {str: "strings", int: "integers", float: "numbers"}.get(
+            get_args(tp)[0], "values")
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
         tp, str(tp)
     )

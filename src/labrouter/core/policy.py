@@ -1,0 +1,353 @@
+"""Routing policy: from a classification and the live peer table to an ordered candidate list.
+
+Owns ``Candidate``, ``choose()``, the learned speed table (``SpeedBook``) and the route
+history used for context stickiness (``RouteHistory``). It decides, it does not act:
+nothing here opens a socket or reads a clock (``now`` is passed in).
+
+Order of candidates, and why:
+
+1. Only routable nodes (alive or suspect, not paused), servers that are up and not marked
+   suspect by a failed request, and models the server has.
+2. The route's preference list is cut into size classes (a new class starts where the
+   parameter count changes by more than 2x). Within a class, a model already in memory
+   beats one that must be loaded cold (a cold 30B load costs seconds to tens of seconds);
+   across classes the user's order stands, so a loaded 1B never displaces a 30B coder.
+3. Ties (the same model on two machines, or two equal choices) go to the faster measured
+   server (time to first token and tokens/s learned from past requests), then to fewer
+   requests in flight, then to this machine.
+4. Then the route's fallback chain (code -> quick, reasoning -> quick, vision -> any
+   vision-capable model -> a text route with the image left out), then, so that
+   something always answers, any other model that is up.
+5. Cloud servers (cost > 0) only on routes with ``allow_cloud`` and while the day's
+   budget is not spent.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .classify import Classification
+from .config import Config
+from .peers import ModelInfo, Peer, ServerState
+
+#: a prompt is borderline, and may stay on the sticky route, below this confidence
+BORDERLINE = 0.6
+STICKY_WINDOW = 300.0  # seconds
+STICKY_COUNT = 3
+_NOT_CHAT = ("embed", "rerank", "bge-", "nomic-embed", "mxbai")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to answer: a model on a server of a node, and why it is in the list."""
+
+    peer: Peer
+    server: ServerState
+    model: str
+    route: str
+    reason: str
+    fallback: bool = False  # not a first choice of the requested route
+    drop_image: bool = False  # the model cannot see; the image is left out
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} on {self.peer.name}"
+
+    @property
+    def key(self) -> str:
+        """Identity of the server+model pair for speed learning."""
+        return f"{self.peer.name}/{self.server.id}/{self.model}"
+
+
+@dataclass
+class Speed:
+    ttft: float  # seconds, moving average
+    tps: float  # completion tokens per second, moving average
+    n: int = 1
+
+
+@dataclass
+class SpeedBook:
+    """Time to first token and tokens/s per node/server/model, learned from requests."""
+
+    speeds: dict[str, Speed] = field(default_factory=dict)
+    alpha: float = 0.3  # weight of the newest measurement
+
+    def record(self, key: str, ttft: float, tokens: int, duration: float) -> None:
+        gen_time = max(duration - ttft, 1e-3)
+        tps = tokens / gen_time if tokens > 0 else 0.0
+        old = self.speeds.get(key)
+        if old is None:
+            self.speeds[key] = Speed(ttft=ttft, tps=tps)
+            return
+        a = self.alpha
+        old.ttft = (1 - a) * old.ttft + a * ttft
+        if tps > 0:
+            old.tps = (1 - a) * old.tps + a * tps if old.tps > 0 else tps
+        old.n += 1
+
+    def expected_seconds(self, key: str, tokens: int = 200) -> float | None:
+        """Expected time for a typical answer, or None when never measured."""
+        s = self.speeds.get(key)
+        if s is None:
+            return None
+        return s.ttft + (tokens / s.tps if s.tps > 0 else 0.0)
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        return {k: {"ttft": v.ttft, "tps": v.tps, "n": v.n} for k, v in self.speeds.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> SpeedBook:
+        book = cls()
+        for k, v in data.items():
+            if isinstance(v, Mapping):
+                try:
+                    book.speeds[str(k)] = Speed(float(v["ttft"]), float(v["tps"]),
+                                                int(v.get("n", 1)))
+                except (KeyError, TypeError, ValueError):
+                    continue  # one bad entry must not cost the rest
+        return book
+
+
+@dataclass
+class RouteHistory:
+    """The routes of the last few requests, for context stickiness."""
+
+    entries: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=STICKY_COUNT))
+
+    def add(self, now: float, route: str) -> None:
+        self.entries.append((now, route))
+
+    def sticky_route(self, now: float) -> str | None:
+        if len(self.entries) < STICKY_COUNT:
+            return None
+        if any(now - t > STICKY_WINDOW for t, _ in self.entries):
+            return None
+        routes = {r for _, r in self.entries}
+        return routes.pop() if len(routes) == 1 else None
+
+
+def model_matches(pattern: str, name: str) -> bool:
+    """A preference entry matches an installed model name.
+
+    ``qwen3:4b`` matches exactly (and ``qwen3:4b-q4_K_M``); ``minicpm-v`` (no tag)
+    matches any tag of it; shell wildcards work (``qwen2.5-coder:*``).
+    """
+    pattern = pattern.strip().lower()
+    name = name.lower()
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(name, pattern)
+    if name == pattern:
+        return True
+    if ":" not in pattern:
+        return name.split(":", 1)[0] == pattern
+    return name.startswith(pattern + "-")
+
+
+def _is_chat_model(m: ModelInfo) -> bool:
+    return not any(s in m.name.lower() for s in _NOT_CHAT)
+
+
+@dataclass(frozen=True)
+class _Option:
+    peer: Peer
+    server: ServerState
+    model: ModelInfo
+
+    @property
+    def loaded(self) -> bool:
+        return self.model.name in self.server.loaded
+
+
+def resolve_route(c: Classification, history: RouteHistory | None, now: float,
+                  forced: str | None = None) -> tuple[str, str]:
+    """The route to use and why: forced, sticky, or as classified."""
+    if forced:
+        return forced, f"route {forced} (asked for)"
+    if history is not None and c.confidence < BORDERLINE:
+        sticky = history.sticky_route(now)
+        if sticky and sticky != c.route:
+            return sticky, (f"route {sticky}: the prompt looked {c.route} but only weakly "
+                            f"(confidence {c.confidence:.2f}), and the last {STICKY_COUNT} "
+                            f"requests went to {sticky}")
+    return c.route, f"route {c.route} (confidence {c.confidence:.2f})"
+
+
+def choose(classification: Classification, peers: Sequence[Peer], config: Config,
+           speeds: SpeedBook | None = None, history: RouteHistory | None = None,
+           now: float = 0.0, *, route: str | None = None, model: str | None = None,
+           node: str | None = None, spent_today: float = 0.0,
+           suspect: Iterable[tuple[str, str]] = (),
+           notes: list[str] | None = None) -> list[Candidate]:
+    """Ordered candidates for a request; the first is the best. Never raises."""
+    speeds = speeds or SpeedBook()
+    notes = notes if notes is not None else []
+    route_name, why = resolve_route(classification, history, now, route)
+    notes.append(why)
+    has_image = classification.has_image
+    options = _options(peers, config, route_name, spent_today, set(suspect), notes, node)
+
+    out: list[Candidate] = []
+    seen: set[tuple[str, str, str]] = set()
+
+    def add(opts: list[_Option], route_of: str, reason: str, fallback: bool,
+            drop_image: bool = False) -> None:
+        for o in opts:
+            k = (o.peer.node_id, o.server.id, o.model.name)
+            if k in seen:
+                continue
+            seen.add(k)
+            where = "in memory" if o.loaded else "cold"
+            out.append(Candidate(o.peer, o.server, o.model.name, route_of,
+                                 f"{reason}; {where} on {o.peer.name}", fallback,
+                                 drop_image and not o.model.vision))
+
+    if model:
+        matching = [o for o in options if model_matches(model, o.model.name)]
+        add(_rank(matching, (model,), speeds), route_name, f"model {model} (asked for)", False,
+            drop_image=has_image and not any(o.model.vision for o in matching))
+        if not out:
+            notes.append(f"no live server has a model matching {model!r}")
+        return out
+
+    chain = _route_chain(config, route_name)
+    for i, r in enumerate(chain):
+        rc = config.route(r)
+        allow_cloud = config.route(route_name).allow_cloud and rc.allow_cloud
+        usable = [o for o in options if allow_cloud or not o.server.is_cloud]
+        if r == "vision":
+            seeing = [o for o in usable if o.model.vision]
+            add(_rank(_preferred(seeing, rc.models), rc.models, speeds), r,
+                f"{_nth_choice(r, i)}", i > 0)
+            if has_image:
+                others = [o for o in seeing if not any(model_matches(p, o.model.name)
+                                                       for p in rc.models)]
+                add(_rank(others, (), speeds), r, "a vision-capable model outside the list",
+                    True)
+            continue
+        drop = has_image
+        add(_rank(_preferred(usable, rc.models), rc.models, speeds), r,
+            _nth_choice(r, i) + ("; image left out: no vision model is up" if drop else ""),
+            i > 0, drop_image=drop)
+
+    # something always answers: every other chat model that is up
+    rest = [o for o in options if _is_chat_model(o.model)
+            and (config.route(route_name).allow_cloud or not o.server.is_cloud)]
+    rest.sort(key=lambda o: (not o.loaded, _size_key(o.model, route_name), o.peer.name))
+    add(rest, route_name, "last resort: a model outside the route's list",
+        True, drop_image=has_image)
+    return out
+
+
+def _nth_choice(route: str, depth: int) -> str:
+    return f"route {route}" if depth == 0 else f"fallback to route {route}"
+
+
+def _route_chain(config: Config, start: str) -> list[str]:
+    chain = [start]
+    r = config.route(start).fallback
+    while r and r not in chain:
+        chain.append(r)
+        r = config.route(r).fallback
+    if "quick" not in chain and "quick" in config.routes:
+        chain.append("quick")  # the cheapest route is every route's last fallback
+    return chain
+
+
+def _options(peers: Sequence[Peer], config: Config, route: str, spent_today: float,
+             suspect: set[tuple[str, str]], notes: list[str], node: str | None) -> list[_Option]:
+    out: list[_Option] = []
+    budget_left = config.budget.daily_usd - spent_today
+    for p in peers:
+        if node and node not in (p.name, p.node_id):
+            continue
+        if not p.routable:
+            if p.paused:
+                notes.append(f"{p.name} is paused" + (f" ({p.pause_reason})"
+                                                      if p.pause_reason else ""))
+            elif p.state.value in ("down", "left", "joining"):
+                notes.append(f"{p.name} is {p.state.value}")
+            continue
+        for s in p.servers:
+            if not s.up:
+                notes.append(f"{s.id} on {p.name} is down" + (f": {s.error}" if s.error else ""))
+                continue
+            if (p.node_id, s.id) in suspect:
+                notes.append(f"{s.id} on {p.name} failed a request just now; tried last")
+                continue
+            if s.is_cloud:
+                if not config.route(route).allow_cloud:
+                    notes.append(f"{s.id}: this task is not worth a cloud call "
+                                 f"(route {route} does not allow cloud)")
+                    continue
+                if budget_left <= 0:
+                    notes.append(f"{s.id}: today's cloud budget "
+                                 f"(${config.budget.daily_usd:.2f}) is spent")
+                    continue
+            out.extend(_Option(p, s, m) for m in s.models)
+    # servers that just failed a request still count, after everything else
+    for p in peers:
+        if not p.routable or (node and node not in (p.name, p.node_id)):
+            continue
+        for s in p.servers:
+            if s.up and (p.node_id, s.id) in suspect and not s.is_cloud:
+                out.extend(_Option(p, s, m) for m in s.models)
+    return out
+
+
+def _preferred(opts: list[_Option], patterns: Sequence[str]) -> list[_Option]:
+    return [o for o in opts if any(model_matches(p, o.model.name) for p in patterns)]
+
+
+def _pref_index(name: str, patterns: Sequence[str]) -> int:
+    for i, p in enumerate(patterns):
+        if model_matches(p, name):
+            return i
+    return len(patterns)
+
+
+def _classes(patterns: Sequence[str], opts: list[_Option]) -> list[int]:
+    """Size class of each preference index: a new class where the size changes > 2x."""
+    sizes: list[float] = []
+    for p in patterns:
+        size = ModelInfo.guess_params(p)
+        if not size:
+            for o in opts:
+                if model_matches(p, o.model.name) and o.model.params_b:
+                    size = o.model.params_b
+                    break
+        sizes.append(size)
+    classes, cls, ref = [], 0, 0.0
+    for size in sizes:
+        if size and ref and (size > 2 * ref or size < ref / 2):
+            cls += 1
+            ref = size
+        elif size and not ref:
+            ref = size
+        classes.append(cls)
+    return classes
+
+
+def _rank(opts: list[_Option], patterns: Sequence[str], speeds: SpeedBook) -> list[_Option]:
+    classes = _classes(patterns, opts)
+
+    def key(o: _Option) -> tuple[float, ...]:
+        idx = _pref_index(o.model.name, patterns)
+        cls = classes[idx] if idx < len(classes) else (classes[-1] + 1 if classes else 0)
+        est = speeds.expected_seconds(f"{o.peer.name}/{o.server.id}/{o.model.name}")
+        return (cls, 0 if o.loaded else 1, idx, est if est is not None else math.inf,
+                o.server.in_flight + o.peer.in_flight, 0 if o.peer.is_self else 1)
+
+    return sorted(opts, key=key)
+
+
+def _size_key(m: ModelInfo, route: str) -> float:
+    # the last resort for quick wants the smallest model; for other routes the largest
+    size = m.params_b or (m.size / 1e9 if m.size else 50.0)
+    return size if route == "quick" else -size

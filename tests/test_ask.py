@@ -1,0 +1,265 @@
+"""`ask.py` end to end against real fake servers on 127.0.0.1: every fault ends in a
+fallover or a clear error within its timeout; the usage log records what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.fakes import FakeModel, unused_url
+from tests.fakes.ollama_server import FakeOllama
+from tests.fakes.openai_server import FakeOpenAI
+
+from labrouter.app.local import probe_servers
+from labrouter.app.usagelog import UsageLog
+from labrouter.ask import Asker, AskRequest, looks_weak
+from labrouter.core.config import parse_config
+from labrouter.core.errors import AllFailed, NoCandidate
+from labrouter.core.peers import Peer, static_peers
+
+FAST = """
+[timeouts]
+connect = 1.0
+first_token = 0.6
+gap = 0.4
+total = 5.0
+[routes.quick]
+models = ["qwen3:4b", "llama3.2:3b"]
+[routes.code]
+models = ["qwen3-coder:30b", "qwen2.5-coder:7b"]
+fallback = "quick"
+"""
+
+
+def config(*urls: str, extra: str = "") -> object:
+    servers = "".join(f'[[servers]]\nurl = "{u}"\nname = "s{i}"\n' for i, u in enumerate(urls))
+    return parse_config(servers + FAST + extra, hostname="lab")
+
+
+async def asker_for(cfg: object, tmp_path: Path) -> tuple[Asker, UsageLog, list[Peer]]:
+    peers = static_peers("lab", await probe_servers(cfg.servers))  # type: ignore[attr-defined]
+    log = UsageLog(tmp_path / "data")
+    return Asker(cfg, lambda: peers, usage_log=log), log, peers  # type: ignore[arg-type]
+
+
+async def test_answers_from_the_first_choice_and_logs_it(tmp_path: Path) -> None:
+    async with FakeOllama(models=["qwen3:4b", "qwen3-coder:30b"],
+                          answer="Paris is the capital of France.") as srv:
+        asker, log, _ = await asker_for(config(srv.url), tmp_path)
+        started, pieces = [], []
+        result = await asker.ask(AskRequest("What is the capital of France?"),
+                                 on_start=started.append, on_text=pieces.append)
+    assert result.answer == "Paris is the capital of France."
+    assert "".join(pieces) == result.answer and len(pieces) > 1  # it streamed
+    assert (result.route, result.model, result.outcome) == ("quick", "qwen3:4b", "ok")
+    assert result.completion_tokens > 0 and result.prompt_tokens > 0
+    assert started[0].model == "qwen3:4b"
+    records, _ = log.read(1)
+    assert len(records) == 1 and records[0].model == "qwen3:4b"
+    assert records[0].prompt is None  # no prompt text unless log_prompts
+
+
+@pytest.mark.parametrize("fault", ["http500", "not_found", "busy", "hang", "hang_first"])
+async def test_a_fault_before_the_first_token_falls_over_silently(fault: str,
+                                                                  tmp_path: Path) -> None:
+    async with FakeOllama(models=["qwen3:4b"], answer="broken") as bad, \
+            FakeOllama(models=["llama3.2:3b"], answer="It is Paris.") as good:
+        asker, log, _ = await asker_for(config(bad.url, good.url), tmp_path)
+        bad.set_fault(fault, "qwen3:4b")
+        t0 = time.monotonic()
+        result = await asker.ask(AskRequest("What is the capital of France?"))
+        elapsed = time.monotonic() - t0
+    assert result.answer == "It is Paris." and result.model == "llama3.2:3b"
+    assert result.outcome == "fallback" and not result.restarted
+    assert len(result.attempts) == 1 and "qwen3:4b" in result.attempts[0].reason
+    assert elapsed < 3.0  # bounded by the first-token timeout, not by the server
+    assert log.read(1)[0][0].fallbacks[0]["model"] == "qwen3:4b"
+
+
+@pytest.mark.parametrize("fault", ["drop", "hang_mid", "error_mid", "malformed"])
+async def test_a_failure_mid_stream_asks_the_next_candidate_again(fault: str,
+                                                                  tmp_path: Path) -> None:
+    async with FakeOllama(models=["qwen3:4b"], answer="one two three four five six") as bad, \
+            FakeOllama(models=["llama3.2:3b"], answer="A full answer.") as good:
+        asker, _, _ = await asker_for(config(bad.url, good.url), tmp_path)
+        bad.set_fault(fault, "qwen3:4b")
+        events: list[str] = []
+        result = await asker.ask(AskRequest("Say something"),
+                                 on_event=lambda k, d: events.append(k))
+    assert result.answer == "A full answer."
+    assert result.restarted and result.outcome == "restarted"
+    assert result.attempts[0].mid_stream
+    assert "restart" in events
+
+
+async def test_a_refused_server_is_reported_and_its_other_models_skipped(tmp_path: Path
+                                                                         ) -> None:
+    async with FakeOllama(models=["qwen3-coder:30b", "qwen2.5-coder:7b"]) as gpu, \
+            FakeOllama(models=["qwen3:4b"], answer="small answer") as mac:
+        asker, _, _ = await asker_for(config(gpu.url, mac.url), tmp_path)
+        failed = []
+        asker.on_server_failed = lambda cand, exc: failed.append((cand.server.id, type(exc)))
+        await gpu.stop()  # the GPU box goes down after the table was made
+        result = await asker.ask(AskRequest("def f(x):\n    return x[0]\nfix this IndexError"))
+    assert result.model == "qwen3:4b" and result.route == "quick"
+    # one attempt on the dead server, not one per model it had
+    assert [a.server for a in result.attempts] == ["s0"]
+    assert failed and failed[0][0] == "s0" and failed[0][1].__name__ == "Unreachable"
+
+
+async def test_every_candidate_failing_gives_all_attempts(tmp_path: Path) -> None:
+    async with FakeOllama(models=["qwen3:4b"], faults={"*": "http500"}) as a, \
+            FakeOpenAI(models=["llama3.2:3b"], faults={"*": "http500"}) as b:
+        cfg = parse_config(f'[[servers]]\nurl = "{a.url}"\nname = "a"\n'
+                           f'[[servers]]\nurl = "{b.url}"\nkind = "openai"\nname = "b"\n'
+                           f'models = ["llama3.2:3b"]\n' + FAST)
+        peers = [Peer(node_id="local", name="lab", is_self=True, servers=tuple(
+            s for s in await probe_servers(cfg.servers)))]
+        # the probe saw errors; pretend the table still says up (a stale gossip view)
+        from dataclasses import replace
+
+        from labrouter.core.peers import ModelInfo
+        peers = [replace(peers[0], servers=(
+            replace(peers[0].servers[0], up=True, models=(ModelInfo("qwen3:4b"),)),
+            replace(peers[0].servers[1], up=True, models=(ModelInfo("llama3.2:3b"),))))]
+        asker = Asker(cfg, lambda: peers)
+        with pytest.raises(AllFailed) as err:
+            await asker.ask(AskRequest("hello"))
+    assert len(err.value.attempts) == 2
+    assert all("500" in reason or "error" in reason.lower() for _, reason in err.value.attempts)
+
+
+async def test_nothing_up_is_a_clear_no_candidate(tmp_path: Path) -> None:
+    asker, log, _ = await asker_for(config(unused_url()), tmp_path)
+    with pytest.raises(NoCandidate) as err:
+        await asker.ask(AskRequest("hello"))
+    assert "is down" in str(err.value) and err.value.hint
+    assert log.read(1)[0][0].outcome == "no_candidate"
+
+
+async def test_a_weak_answer_is_escalated_once(tmp_path: Path) -> None:
+    async with FakeOllama(models=[FakeModel("qwen3:4b", answer="?"),
+                                  FakeModel("qwen3:14b", answer="A careful, complete answer.")]
+                          ) as srv:
+        cfg = parse_config(f'[[servers]]\nurl = "{srv.url}"\n[routes.quick]\n'
+                           'models = ["qwen3:4b"]\nescalate_to = "qwen3:14b"\n')
+        asker, _, _ = await asker_for(cfg, tmp_path)
+        result = await asker.ask(AskRequest("Summarise the meeting notes for me please"))
+    assert result.escalated and result.model == "qwen3:14b"
+    assert result.answer == "A careful, complete answer."
+    assert srv.count("/api/chat", "qwen3:4b") == 1 and srv.count("/api/chat", "qwen3:14b") == 1
+
+
+async def test_an_image_goes_to_a_vision_model_or_is_left_out_with_a_note(tmp_path: Path
+                                                                          ) -> None:
+    async with FakeOllama(models=[FakeModel("qwen3:4b", answer="text only")]) as srv:
+        asker, _, _ = await asker_for(config(srv.url), tmp_path)
+        result = await asker.ask(AskRequest("What is in this picture?", image=b"\x89PNG..."))
+        sent = srv.requests_to("/api/chat")[-1].body
+    assert result.image_dropped and result.route == "quick"
+    assert "images" not in sent["messages"][-1] or not sent["messages"][-1]["images"]
+    assert "left out" in sent["messages"][-1]["content"]
+    async with FakeOllama(models=[FakeModel("qwen2.5vl:7b", capabilities=("completion",
+                                                                          "vision"))]) as v:
+        asker, _, _ = await asker_for(config(v.url), tmp_path)
+        result = await asker.ask(AskRequest("How many books are there?", image=b"PNGDATA"))
+        sent = v.requests_to("/api/chat")[-1].body
+    assert not result.image_dropped and result.route == "vision"
+    assert sent["messages"][-1]["images"] == ["UE5HREFUQQ=="]
+
+
+async def test_a_bare_selection_gets_the_route_instruction(tmp_path: Path) -> None:
+    async with FakeOllama(models=["qwen3:4b"]) as srv:
+        asker, _, _ = await asker_for(config(srv.url), tmp_path)
+        await asker.ask(AskRequest("Dear team, the offsite moves to Friday.", bare=True))
+        content = srv.requests_to("/api/chat")[-1].body["messages"][-1]["content"]
+    assert content.startswith("Summarise this concisely:")
+
+
+@pytest.mark.parametrize("answer,prompt,weak", [
+    ("", "hi", True), ("ok", "x" * 300, True), ("I don't understand the question.", "q", True),
+    ("Paris.", "capital of France?", False), ("A long useful answer " * 3, "x" * 300, False),
+])
+def test_looks_weak(answer: str, prompt: str, weak: bool) -> None:
+    assert looks_weak(answer, prompt) is weak
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def _cli(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, LABROUTER_HOME=str(home))
+    return subprocess.run([sys.executable, "-m", "labrouter", *args], capture_output=True,
+                          text=True, env=env, timeout=60, input=stdin)
+
+
+def test_cli_ask_streams_reports_and_exits_by_outcome(labrouter_home: Path) -> None:
+    url, stop = FakeOllama(models=["qwen3:4b"], answer="Four.").start_in_thread()
+    try:
+        (labrouter_home / "config").mkdir(parents=True)
+        (labrouter_home / "config" / "config.toml").write_text(
+            f'[[servers]]\nurl = "{url}"\nname = "mini"\n' + FAST)
+        out = _cli(labrouter_home, "ask", "what", "is", "2+2?")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "Four."
+        assert "qwen3:4b on" in out.stderr and "[quick]" in out.stderr
+        js = _cli(labrouter_home, "ask", "--json", "-", stdin="what is 2+2?")
+        d = json.loads(js.stdout)
+        assert d["answer"] == "Four." and d["model"] == "qwen3:4b" and d["server"] == "mini"
+        stats = json.loads(_cli(labrouter_home, "stats", "--json").stdout)
+        assert stats["requests"] == 2
+    finally:
+        stop()
+    down = _cli(labrouter_home, "ask", "hello")
+    assert down.returncode == 1
+    assert "no live server" in down.stderr and "Traceback" not in down.stderr
+    usage = _cli(labrouter_home, "ask", "--image", "/nonexistent.png", "what is this")
+    assert usage.returncode == 2 and "cannot read the image" in usage.stderr
+
+
+def test_cli_route_batch_handles_bad_lines(labrouter_home: Path) -> None:
+    lines = "\n".join([
+        json.dumps({"id": "a", "prompt": "Write a Python function to reverse a list."}),
+        "not json",
+        json.dumps({"id": "b", "prompt": "How many books are there?", "image": True}),
+        json.dumps({"id": "c", "prompt": 3}),
+    ]) + "\n"
+    out = _cli(labrouter_home, "route", "--batch", stdin=lines)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [r.get("id") for r in rows] == ["a", None, "b", None]
+    assert rows[0]["route"] == "code" and rows[2]["route"] == "vision"
+    assert "error" in rows[1] and "error" in rows[3]
+
+
+def test_route_shows_candidates_with_reasons(labrouter_home: Path) -> None:
+    url, stop = FakeOllama(models=["qwen3:4b", "qwen2.5-coder:7b"]).start_in_thread()
+    try:
+        (labrouter_home / "config").mkdir(parents=True)
+        (labrouter_home / "config" / "config.toml").write_text(
+            f'[[servers]]\nurl = "{url}"\n' + FAST)
+        out = _cli(labrouter_home, "route", "--json", "SELECT name FROM users WHERE id = 3;")
+    finally:
+        stop()
+    d = json.loads(out.stdout)
+    assert d["route"] == "code"
+    assert [c["model"] for c in d["candidates"]][:2] == ["qwen2.5-coder:7b", "qwen3:4b"]
+    assert all(c["reason"] for c in d["candidates"])
+
+
+def test_asyncio_is_not_left_with_pending_tasks() -> None:
+    # a regression guard for the hang fault: the timeouts cancel the stream cleanly
+    async def run() -> int:
+        async with FakeOllama(models=["qwen3:4b"], faults={"qwen3:4b": "hang"}) as srv:
+            cfg = config(srv.url)
+            peers = static_peers("lab", await probe_servers(cfg.servers))
+            with pytest.raises(AllFailed):
+                await Asker(cfg, lambda: peers).ask(AskRequest("hi"))
+        return len([t for t in asyncio.all_tasks() if not t.done()])
+    assert asyncio.run(run()) <= 1

@@ -1,0 +1,139 @@
+"""Config parsing and validation: defaults, every kind of mistake, and the CLI's answer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labrouter.core.config import (
+    API_PORT,
+    CLUSTER_PORT,
+    config_as_toml,
+    ollama_url_from_env,
+    parse_config,
+)
+from labrouter.core.errors import ConfigError
+
+
+def test_zero_config_gives_the_local_ollama_and_four_routes() -> None:
+    cfg = parse_config("", hostname="mini")
+    assert cfg.node.name == "mini"
+    assert [s.url for s in cfg.servers] == ["http://127.0.0.1:11434"]
+    assert set(cfg.routes) >= {"quick", "code", "reasoning", "vision"}
+    assert cfg.route("code").fallback == "quick"
+    assert cfg.cluster.port == CLUSTER_PORT and cfg.api.port == API_PORT
+    assert cfg.usage.log_prompts is False
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("", "http://127.0.0.1:11434"),
+    ("0.0.0.0", "http://127.0.0.1:11434"),
+    ("0.0.0.0:8080", "http://127.0.0.1:8080"),
+    ("gpu-box:11434", "http://gpu-box:11434"),
+    ("https://ollama.example", "https://ollama.example:11434"),
+    ("http://127.0.0.1:9999/", "http://127.0.0.1:9999"),
+])
+def test_ollama_host_is_read_as_ollama_reads_it(value: str, expected: str) -> None:
+    assert ollama_url_from_env({"OLLAMA_HOST": value}) == expected
+
+
+def test_a_full_file_is_read() -> None:
+    text = """
+[node]
+name = "gpu-box"
+pause_when_running = ["vast-client"]
+
+[[servers]]
+url = "http://127.0.0.1:11434"
+
+[[servers]]
+url = "https://api.example.com/v1"
+kind = "openai"
+name = "cloud"
+api_key_env = "EXAMPLE_KEY"
+cost_input_per_1k = 0.001
+cost_output_per_1k = 0.002
+
+[routes.code]
+models = ["qwen3-coder:30b"]
+allow_cloud = true
+
+[routes.translate]
+models = ["qwen3:4b"]
+fallback = "quick"
+
+[classifier.keywords]
+translate = {"translate" = 2.0, "auf deutsch" = 3}
+
+[budget]
+daily_usd = 1.5
+"""
+    cfg = parse_config(text, source="c.toml")
+    assert cfg.node.name == "gpu-box"
+    assert cfg.servers[1].is_cloud and cfg.servers[1].label == "cloud"
+    assert cfg.route("code").models == ("qwen3-coder:30b",)
+    # keys not written keep the built-in default of that route
+    assert cfg.route("code").fallback == "quick"
+    assert cfg.route("translate").fallback == "quick"
+    assert cfg.classifier.keywords["translate"]["auf deutsch"] == 3.0
+    assert cfg.budget.daily_usd == 1.5
+    # what `config show` prints parses back to the same configuration
+    again = parse_config(config_as_toml(cfg))
+    assert again.routes == cfg.routes and again.servers == cfg.servers
+
+
+@pytest.mark.parametrize("text,line,needle", [
+    ("[node]\nnmae = 'x'\n", 2, "node.nmae: unknown key"),
+    ("[cluster]\nport = 'x'\n", 2, "cluster.port: expected an integer"),
+    ("[cluster]\nport = 70000\n", 2, "expected a port"),
+    ("[cluster]\ninterval = 0\n", 2, "above 0"),
+    ("[[servers]]\nurl = 'ftp://x'\n", 2, "http:// or https:// URL"),
+    ("[[servers]]\nurl = 'http://a:1'\n[[servers]]\nurl = 'http://b:1'\nkind = 'vllm'\n", 5,
+     "expected one of ollama, openai"),
+    ("[routes.code]\nfallback = 'nope'\n", 2, "no route named 'nope'"),
+    ("[routes.code]\nmodels = 'qwen'\n", 2, "expected a list of strings"),
+    ("[desktop]\ncopy_answer = 'sometimes'\n", 2, "never, when-shortened, always"),
+    ("[hotkeys]\nask = 'x'\n", 1, "unknown section"),
+    ("[usage]\nlog_prompts = 1\n", 2, "true or false"),
+    ("[classifier.keywords]\nlegal = ['contract']\n", 2, "no route named 'legal'"),
+    ("[node\nname='x'\n", 1, "not valid TOML"),
+])
+def test_mistakes_name_the_file_line_key_and_expectation(text: str, line: int,
+                                                         needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, source="/x/config.toml")
+    msg = str(err.value)
+    assert msg.startswith(f"/x/config.toml:{line}:"), msg
+    assert needle in msg
+    assert err.value.exit_code == 2 and err.value.hint
+
+
+def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    import os
+    env = dict(os.environ, LABROUTER_HOME=str(home))
+    return subprocess.run([sys.executable, "-m", "labrouter", *args], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+def test_cli_reports_a_bad_file_with_exit_2_and_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[cluster]\nport = 'eleven'\n")
+    out = _cli("--config", str(bad), "config", "validate", home=tmp_path / "h")
+    assert out.returncode == 2
+    assert f"{bad}:2: cluster.port: expected an integer" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_config_path_show_and_paths(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    out = _cli("config", "path", home=home)
+    assert out.stdout.strip() == str(home / "config" / "config.toml")
+    out = _cli("config", "validate", home=home)
+    assert out.returncode == 0 and "built-in defaults" in out.stdout
+    out = _cli("paths", "--json", home=home)
+    assert str(home / "data") in out.stdout
+    missing = _cli("--config", str(tmp_path / "nope.toml"), "config", "show", home=home)
+    assert missing.returncode == 2 and "no such file" in missing.stderr

@@ -1,0 +1,99 @@
+"""The dependency rule of the design: arrows point down.
+
+core/ imports only the standard library; desktop/ and autostart/ never import each
+other; the layers below app/ never import a desktop package; and importing the CLI and
+running a headless command loads no desktop package at all.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "labrouter"
+DESKTOP_PACKAGES = {"pystray", "pynput", "plyer", "pyperclip", "PIL"}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module) for every import in a file; relative ones resolved."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    pkg = ".".join(("labrouter",) + path.relative_to(SRC).parent.parts)
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")
+                base = base[: len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            out.append((node.lineno, mod))
+    return out
+
+
+def _files(sub: str) -> list[Path]:
+    p = SRC / sub
+    return sorted(p.rglob("*.py")) if p.is_dir() else [p]
+
+
+def test_core_imports_only_the_standard_library() -> None:
+    bad = []
+    for f in _files("core"):
+        for line, mod in _imports(f):
+            top = mod.split(".")[0]
+            if mod.startswith("labrouter.core") or top == "__future__":
+                continue
+            if top == "labrouter" or top not in sys.stdlib_module_names:
+                bad.append(f"{f.relative_to(SRC)}:{line} imports {mod}")
+    assert not bad, "core/ must import only the standard library:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("a,b", [("desktop", "autostart"), ("autostart", "desktop")])
+def test_desktop_and_autostart_never_import_each_other(a: str, b: str) -> None:
+    bad = [f"{f.relative_to(SRC)}:{line} imports {mod}" for f in _files(a)
+           for line, mod in _imports(f) if mod.startswith(f"labrouter.{b}")]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("layer", ["core", "backends", "cluster", "relay", "ask.py"])
+def test_lower_layers_never_import_desktop_packages(layer: str) -> None:
+    bad = []
+    for f in _files(layer):
+        for line, mod in _imports(f):
+            if mod.split(".")[0] in DESKTOP_PACKAGES or mod.startswith(
+                    ("labrouter.desktop", "labrouter.autostart", "labrouter.app")):
+                bad.append(f"{f.relative_to(SRC)}:{line} imports {mod}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
+    # the rule test must be able to fail: feed it a file that breaks the rule
+    f = SRC / "core" / "_probe_violation.py"
+    f.write_text("import httpx\nfrom ..desktop import tray\n", encoding="utf-8")
+    try:
+        found = [m for _, m in _imports(f)]
+    finally:
+        f.unlink()
+    assert found == ["httpx", "labrouter.desktop"]
+
+
+def test_headless_commands_load_no_desktop_package() -> None:
+    code = (
+        "import sys\n"
+        "from labrouter.cli import main\n"
+        "rc = main(['config', 'show'])\n"
+        "main(['route', '--offline', 'hello there'])\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+        f"{sorted(DESKTOP_PACKAGES)!r})\n"
+        "print('LOADED', loaded)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "LOADED []" in out.stdout, out.stdout
