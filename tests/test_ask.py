@@ -12,9 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.fakes import FakeModel, unused_url
-from tests.fakes.ollama_server import FakeOllama
-from tests.fakes.openai_server import FakeOpenAI
 
 from labrouter.app.local import probe_servers
 from labrouter.app.usagelog import UsageLog
@@ -22,6 +19,9 @@ from labrouter.ask import Asker, AskRequest, looks_weak
 from labrouter.core.config import parse_config
 from labrouter.core.errors import AllFailed, NoCandidate
 from labrouter.core.peers import Peer, static_peers
+from tests.fakes import FakeModel, unused_url
+from tests.fakes.ollama_server import FakeOllama
+from tests.fakes.openai_server import FakeOpenAI
 
 FAST = """
 [timeouts]

@@ -1,0 +1,78 @@
+"""OpenAIBackend against a real model: llama.cpp's server (xllamacpp) with SmolLM2-135M.
+
+Asserts on the protocol (models listed, chunks streamed, the done chunk, usage counts,
+repeatability with temperature 0 and a seed), never on the wording, which changes between
+llama.cpp builds. Skipped, with the reason, when xllamacpp or the model is missing: run
+``.ci/real-llm-setup.sh`` first. The server runs on 127.0.0.1 for this module only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from labrouter.backends import ChatChunk, ChatMessage, ChatOptions, OpenAIBackend, make_backend
+from labrouter.core.config import ServerConfig, TimeoutConfig
+from tests.fakes.realllm import RealLLM, missing_reason
+
+pytestmark = [
+    pytest.mark.realllm,
+    pytest.mark.skipif(bool(missing_reason()), reason=missing_reason() or "ready"),
+]
+
+# Generous: the CI machine may be busy; these bound a hang, they are not measurements.
+TIMEOUTS = TimeoutConfig(connect=2.0, first_token=30.0, gap=10.0, total=60.0)
+OPTIONS = ChatOptions(temperature=0.0, seed=1, max_tokens=24)
+PROMPT = [ChatMessage("system", "You are a helpful assistant."),
+          ChatMessage("user", "Name three colours of the rainbow.")]
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[RealLLM]:
+    with RealLLM() as server:
+        yield server
+
+
+async def ask(backend: OpenAIBackend, model: str) -> list[ChatChunk]:
+    async with asyncio.timeout(TIMEOUTS.total):
+        return [c async for c in backend.chat(model, PROMPT, OPTIONS)]
+
+
+async def test_lists_the_model(llm: RealLLM) -> None:
+    b = OpenAIBackend(llm.url, TIMEOUTS)
+    try:
+        models = {m.name: m for m in await b.list_models()}
+        assert llm.model in models
+        assert 0.1 < models[llm.model].params_b < 0.2  # 135 M, from llama.cpp's meta
+        assert await b.loaded_models() == []
+    finally:
+        await b.aclose()
+
+
+async def test_streams_an_answer_with_usage(llm: RealLLM) -> None:
+    b = OpenAIBackend(llm.url, TIMEOUTS)
+    try:
+        chunks = await ask(b, llm.model)
+    finally:
+        await b.aclose()
+    *parts, last = chunks
+    assert len(parts) >= 2 and all(c.text and not c.done for c in parts)
+    assert "".join(c.text for c in parts).strip()
+    assert last.done and last.done_reason in ("length", "stop")
+    assert last.prompt_tokens is not None and last.prompt_tokens > 0
+    assert last.completion_tokens is not None and 0 < last.completion_tokens <= 24
+
+
+async def test_same_seed_same_answer_through_make_backend(llm: RealLLM) -> None:
+    # llama.cpp ignores the key when it was started without one; the header must not hurt
+    cfg = ServerConfig(url=llm.url, kind="openai", name="smollm2-ci", api_key_env="CI_KEY")
+    b = make_backend(cfg, TIMEOUTS, env={"CI_KEY": "none"})
+    try:
+        first = await ask(b, llm.model)  # type: ignore[arg-type]
+        second = await ask(b, llm.model)  # type: ignore[arg-type]
+    finally:
+        await b.aclose()
+    assert "".join(c.text for c in first) == "".join(c.text for c in second)
+    assert first[-1].completion_tokens == second[-1].completion_tokens
