@@ -76,3 +76,47 @@ async def test_same_seed_same_answer_through_make_backend(llm: RealLLM) -> None:
         await b.aclose()
     assert "".join(c.text for c in first) == "".join(c.text for c in second)
     assert first[-1].completion_tokens == second[-1].completion_tokens
+
+
+def test_labrouter_ask_answers_from_the_real_model_and_falls_over_to_it(
+        llm: RealLLM, labrouter_home: object) -> None:
+    """`labrouter ask` end to end: a dead Ollama first, then the real streaming server."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.fakes import unused_url
+
+    home = Path(str(labrouter_home))
+    (home / "config").mkdir(parents=True, exist_ok=True)
+    (home / "config" / "config.toml").write_text(f"""
+[[servers]]
+url = "{unused_url()}"
+name = "dead-ollama"
+
+[[servers]]
+url = "{llm.url}"
+kind = "openai"
+name = "llama-cpp"
+
+[routes.quick]
+models = ["qwen3:4b", "{llm.model}"]
+
+[timeouts]
+first_token = 30.0
+gap = 10.0
+total = 60.0
+""")
+    env = dict(os.environ, LABROUTER_HOME=str(home))
+    out = subprocess.run([sys.executable, "-m", "labrouter", "ask", "--json",
+                          "Name three colours of the rainbow."],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["server"] == "llama-cpp" and d["model"] == llm.model and d["route"] == "quick"
+    assert d["answer"].strip() and d["completion_tokens"] > 0
+    stats = subprocess.run([sys.executable, "-m", "labrouter", "stats", "--json"],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert json.loads(stats.stdout)["by_model"][llm.model]["requests"] == 1
