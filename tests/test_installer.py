@@ -1,0 +1,166 @@
+"""installers/install.sh and uninstall.sh, end to end, in a throwaway HOME (headless).
+
+Installs from this checkout into a fresh venv (pip's cache is shared, so it takes seconds,
+not minutes), checks the launcher, the cluster key, start at login and that `labrouter
+status` answers; re-runs the installer (an upgrade in place); uninstalls, then purges, and
+checks that nothing is left in HOME and no daemon is left running.
+
+The daemon started by the installer is configured to stay on 127.0.0.1 with broadcast off
+and free ports, so the test sends nothing to the network. Select it with ``-k installer``
+(the ``installer`` marker is to be registered in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALL = ROOT / "installers" / "install.sh"
+UNINSTALL = ROOT / "installers" / "uninstall.sh"
+
+pytestmark = [pytest.mark.installer,
+              pytest.mark.skipif(sys.platform == "win32", reason="install.sh is for POSIX")]
+
+
+def _commands() -> set[str]:
+    """The subcommands this checkout's CLI has (init, run, status land separately)."""
+    cp = subprocess.run([sys.executable, "-m", "labrouter", "--help"], capture_output=True,
+                        text=True, check=True, timeout=60)
+    names: set[str] = set()
+    for line in cp.stdout.splitlines():
+        parts = line.split()
+        if line.startswith("    ") and parts and not parts[0].startswith("-"):
+            names.add(parts[0])
+    return names
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _pip_cache() -> str:
+    cp = subprocess.run([sys.executable, "-m", "pip", "cache", "dir"], capture_output=True,
+                        text=True, check=False, timeout=60)
+    return cp.stdout.strip() if cp.returncode == 0 else ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is dead for our purposes; /proc tells on Linux
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split()[2] == "Z")
+
+
+def test_install_upgrade_uninstall(tmp_path: Path) -> None:
+    commands = _commands()
+    home = tmp_path / "home"
+    # what a real home has: the installer must not need them, nor remove them
+    for d in (".config", ".local/share", ".local/bin", ".local/state"):
+        (home / d).mkdir(parents=True)
+    before = _files(home)
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("XDG_", "LABROUTER_")) and k not in ("DISPLAY",
+                                                                   "WAYLAND_DISPLAY")}
+    real_home = Path(os.environ.get("HOME", "~")).expanduser()
+    env.update(HOME=str(home), PATH=f"{home / '.local/bin'}:{env.get('PATH', '')}")
+    if cache := _pip_cache():
+        env["PIP_CACHE_DIR"] = cache
+    # toolchains that pip may probe keep their state in the real home, not the throwaway
+    for var, d in (("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")):
+        if var not in env and (real_home / d).is_dir():
+            env[var] = str(real_home / d)
+
+    # keep the daemon on loopback, silent, on free ports
+    config_dir = home / ".config" / "labrouter"
+    config_dir.mkdir()
+    (config_dir / "config.toml").write_text(
+        "[cluster]\n"
+        f'bind = "127.0.0.1"\nbroadcast = false\nport = {_free_port(socket.SOCK_DGRAM)}\n'
+        f"[relay]\nenabled = false\nport = {_free_port(socket.SOCK_STREAM)}\n"
+        f"[api]\nenabled = false\nport = {_free_port(socket.SOCK_STREAM)}\n")
+
+    def sh(*argv: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(a) for a in argv], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=timeout, check=False)
+
+    launcher = home / ".local/bin/labrouter"
+    venv = home / ".local/share/labrouter/venv"
+    pidfile = home / ".local/share/labrouter/run/installer-daemon.pid"
+    pid = 0
+    try:
+        t0 = time.monotonic()
+        cp = sh(INSTALL, "--headless")
+        first_install = time.monotonic() - t0
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        install_out = cp.stdout
+        print(f"\ninstall: {first_install:.1f} s")
+        assert (venv / "bin" / "labrouter").exists()
+        assert launcher.exists() and os.access(launcher, os.X_OK)
+        assert sh(launcher, "config", "validate").returncode == 0
+
+        cp = sh(launcher, "autostart", "status")
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        assert str(venv / "bin" / "python") in cp.stdout
+
+        if "init" in commands:
+            assert (config_dir / "cluster.key").exists()
+        if {"run", "status"} <= commands:
+            if pidfile.exists():
+                pid = int(pidfile.read_text())
+            cp = sh(launcher, "status", timeout=30)
+            assert cp.returncode == 0, cp.stdout + cp.stderr
+            assert cp.stdout.strip()
+
+        # the upgrade also joins, with the code `init` printed (a machine may re-join)
+        code = re.search(r"\bLR1-[A-Z0-9-]+", install_out) if "join" in commands else None
+        t0 = time.monotonic()
+        cp = sh(INSTALL, "--headless", *(("--join", code.group(0)) if code else ()))
+        print(f"upgrade in place: {time.monotonic() - t0:.1f} s")
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        assert "upgrading the existing environment" in cp.stdout
+        if code:
+            assert "joining the cluster" in cp.stdout
+        if pidfile.exists():
+            pid = int(pidfile.read_text())
+
+        cp = sh(UNINSTALL)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        assert not venv.exists() and not launcher.exists()
+        assert (config_dir / "config.toml").exists(), "the config is kept without --purge"
+        if "init" in commands:
+            assert (config_dir / "cluster.key").exists(), "the key is kept without --purge"
+        cp = sh(UNINSTALL, "--purge")
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        assert _files(home) == before
+        if pid:
+            deadline = time.monotonic() + 10
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not _alive(pid), "the daemon is still running after uninstall"
+    finally:
+        if pid and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        if venv.exists():
+            shutil.rmtree(venv, ignore_errors=True)
