@@ -1,0 +1,1139 @@
+"""The prompt classifier: which route (quick, code, reasoning, vision, or a user-defined one)
+should answer a prompt, how sure we are, and why.
+
+Owns: `Classification`, `Classifier`, the module-level `classify()` and, for the benchmark
+only, `baseline_route()` (the article's keyword router, kept exactly as written).
+
+Must not import anything but the standard library (a test enforces it): it runs on every
+hotkey press, in the daemon and in `labrouter route`, and is tested with no network.
+
+How it decides
+--------------
+Each route collects *evidence*: weighted features, each with a human-readable reason.
+Features look at the shape of the text, not just at words:
+
+- code: fences, `def`/`fn`/`func`/`=>`, braces and semicolons, indented blocks, tracebacks
+  and compiler errors, SQL, shell command lines, Dockerfile/YAML/INI, diffs and merge
+  conflicts, and requests such as "write a function to ..." or "find all files modified
+  in the last hour" (a shell task in words);
+- reasoning: quantities followed by a question (word problems), equations, probability,
+  proofs, logic puzzles, multiple-choice options, boolean and arithmetic expressions,
+  constraint planning;
+- vision: an attached image, or a request about "this screenshot / the chart above";
+- quick: a prior of `QUICK_PRIOR`, plus cues of rewriting, summarising, extracting from a
+  passage, or asking what an error message means.
+
+Words count only as whole words and in their programming or mathematical sense
+("a yoga class", "a social function", "the big picture", "brand image", "a python in the
+garden" and "compare these two hotels" add nothing).
+
+Deciding follows the article's "confidence scoring": a route other than quick needs at
+least `THRESHOLD` evidence and more than quick has; when two routes qualify, the cheaper
+one wins unless the dearer one leads by `STRONG_MARGIN`. The cost order is
+quick (0) < vision (1) < reasoning (2) < code (3): the lab's vision models are small,
+reasoning models think at length, and code goes to the largest model. User-defined routes
+cost 1: the user named them, so on a tie they beat the built-in expensive routes.
+An attached image always routes to vision, since only a vision model can see it.
+
+Speed
+-----
+A 10 KB prompt must classify in well under a millisecond. Python's `re` is fast only when a
+pattern starts with a literal, so line patterns are written against "\\n" + text instead of
+`^`, word patterns start with their words (the left word boundary is checked in Python),
+and most patterns run only when a cheap test (a token in the prompt's word set, a
+substring) says they can match. Requests are looked for in the head and tail of a long
+prompt (`REGION_HEAD`, `REGION_TAIL`), where instructions are; shapes are looked for in
+all of it, up to `MAX_ANALYSED` characters.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .classify_data import (
+    ARITHMETIC_WORDS,
+    CLASS_NONCODE_WORDS,
+    CODE_NOUNS,
+    CODE_TERMS_COMMON,
+    CODE_TERMS_STRONG,
+    FS_OBJECTS,
+    FUNCTION_EVENT_WORDS,
+    LANGUAGES,
+    LOGIC_TERMS,
+    MATH_TERMS,
+    NONCODE_AFTER,
+    NONCODE_BEFORE,
+    NUMBER_WORDS,
+    QUICK_OBJECTS,
+    QUICK_VERBS,
+    SHELL_COMMANDS,
+    SNAKE_WORDS,
+    TOOL_WORDS,
+    word_set,
+)
+
+QUICK, CODE, REASONING, VISION = "quick", "code", "reasoning", "vision"
+BUILTIN_ROUTES: tuple[str, ...] = (QUICK, CODE, REASONING, VISION)
+
+# Relative cost of a route: on mixed signals the cheaper one wins (see module docstring).
+COST: Mapping[str, int] = MappingProxyType({QUICK: 0, VISION: 1, REASONING: 2, CODE: 3})
+USER_ROUTE_COST = 1
+
+QUICK_PRIOR = 1.0  # quick is the default: most real traffic is quick (72% in the article)
+THRESHOLD = 2.0  # evidence a non-quick route needs before it can be chosen
+STRONG_MARGIN = 1.5  # lead a dearer route needs over a cheaper qualifying one
+IMAGE_WEIGHT = 10.0  # an attached image decides: nothing else can read it
+TEMPERATURE = 1.2  # softmax temperature turning evidence into a confidence
+
+# Prompts beyond MAX_ANALYSED are classified on their head and tail: what a request is
+# shows at its start or end, and this keeps a pasted megabyte fast.
+MAX_ANALYSED = 48_000
+TAIL_ANALYSED = 8_000
+# Where requests in words ("write a function", "how many ...?") are looked for.
+REGION_HEAD = 2_500
+REGION_TAIL = 1_500
+INSTRUCTION_CHARS = 400
+# Word problems and puzzles are short; a long text with numbers and a question is a
+# reading-comprehension question (quick), not arithmetic.
+MAX_PROBLEM_WORDS = 400
+
+# Punctuation that separates words; "+", "#", "-" and "_" stay inside tokens (c++, c#).
+_WORD_SPLIT = str.maketrans({c: " " for c in "\t\n\r.,;:!?()[]{}<>\"'`*=/\\|~^@$%&"})
+
+# --------------------------------------------------------------------------- code shape
+# Line patterns run over "\n" + text: a literal first character keeps `re` fast.
+_FENCE = re.compile(r"\n[ \t]*```[ \t]*([\w+#.-]*)")
+_PY_DEF = re.compile(r"def[ \t]+\w+[ \t]*\(")
+_CLASS_DEF = re.compile(
+    r"\n[ \t]*(?:(?:public|private|abstract|final|export|data|sealed|static)[ \t]+)*"
+    r"class[ \t]+[A-Za-z_]\w*[^\n]*[:{][ \t]*(?=\n|$)"
+)
+_IMPORT = re.compile(
+    r"\n[ \t]*(?:import[ \t]+[\w.]+(?:[ \t]+as[ \t]+\w+)?[ \t]*;?[ \t]*(?=\n|$)|from[ \t]+"
+    r"[\w.]+[ \t]+import[ \t]+\S|#include[ \t]*[<\"]|using[ \t]+(?:namespace[ \t]+)?[\w.]+;|"
+    r"package[ \t]+[\w.]+;|(?:const|let|var)[ \t]+\w+[ \t]*=[ \t]*require\(|use[ \t]+[\w:]+;)"
+)
+_JS_FUNC = re.compile(r"function\b[ \t]*[\w$]*[ \t]*\([^()\n]*\)\s*\{")
+_ARROW = re.compile(r"=>[ \t]*[{(\w\"'\[]")
+_FN = re.compile(r"fn[ \t]+\w+[ \t]*[<(]|func[ \t]+(?:\(\w+[ \t]+\*?\w+\)[ \t]*)?\w+\(")
+_C_DECL = re.compile(
+    r"\n[ \t]*(?:(?:public|private|protected|static|final|const|inline|virtual|extern)[ \t]+)*"
+    r"(?:void|int|char|float|double|bool|boolean|long|short|unsigned|String|auto|size_t)"
+    r"\b[\w \t*&<>\[\],]*?\b\w+[ \t]*\([^;\n]*\)[ \t]*(?:const[ \t]*)?\{?[ \t]*(?=\n|$)"
+)
+_DECL = re.compile(
+    r"\n[ \t]*(?:(?:let|const|var)[ \t]+(?:mut[ \t]+)?[A-Za-z_$][\w$]*[ \t]*(?::[^=\n]+)?="
+    r"|(?:for|while|if|switch)[ \t]*\(|for[ \t]+\w+(?:[ \t]*,[ \t]*\w+)*[ \t]+in[ \t]+\S+:"
+    r"|(?:elif|else|try|finally)\b[^\n]*:[ \t]*(?=\n|$)|except\b[^\n]*:[ \t]*(?=\n|$)"
+    r"|return\b[^\n]*|print\(|console\.log\(|System\.out\.|printf\(|fmt\.Print"
+    r"|[a-z_][\w.]+(?:\[[^\]\n]*\])?[ \t]*(?:[-+*/]?=|:=)[ \t]*[\w\[({\"'-][^\n]*(?=\n|$))"
+)
+_SEMI_END = re.compile(r";(?<=[\w)\]'\"];)[ \t]*(?=\n|$)")
+_BRACE_CLOSE = re.compile(r"\n[ \t]*[}\]]\)?;?[ \t]*(?=\n|$)")
+_BRACE_OPEN = (re.compile(r"\{[ \t]*\n"), re.compile(r"\[[ \t]*\n"), re.compile(r"\([ \t]*\n"))
+_INDENT_BLOCK = (re.compile(r":[ \t]*\n(?:\t| {2,})\S"), re.compile(r"\{[ \t]*\n(?:\t| {2,})\S"))
+# "++" also occurs in "C++"; those are subtracted where the operators are counted.
+# One literal pattern each: `re` scans for a literal far faster than for an alternation.
+_OPERATORS = (
+    *(re.compile(re.escape(op)) for op in ("==", "!=", "+=", "-=", "&&", "||", "::", "->", "++")),
+    re.compile(r"\)\s*\{"),
+    re.compile(r"\[(?<=[a-z_]\[)[a-z_][\w.]*\]"),
+)
+_CALLS = (re.compile(r"\.(?<=[a-z_\d)]\.)[A-Za-z_]\w*\("), re.compile(r"_(?<=[a-z]_)[a-z]\w*\("))
+_REPL = re.compile(r"\n[ \t]*(?:>>>|In \[\d+\]:)[ \t]")
+_LINE_COMMENT = re.compile(r"\n[ \t]*(?://|/\*|\*/|#[ \t]?[a-z])")
+# Stack traces and compiler errors: (token that must be in the prompt, pattern) pairs; a
+# token test is a set lookup, so a pattern runs only on text that can contain it.
+_TRACEBACK: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (gate, re.compile(pattern))
+    for gate, pattern in (
+        ("traceback", r"Traceback \(most recent call last\)"),
+        ("file", r"\n[ \t]*File \"[^\"\n]+\", line \d+"),
+        ("at", r"\n[ \t]*at [\w$.<>]+\([\w$.]+:\d+\)|\n[ \t]*at [^\n(]+\([^\n)]+:\d+:\d+\)"),
+        ("panicked", r"panicked at"),
+        ("goroutine", r"\ngoroutine \d+ \["),
+        ("segmentation", r"Segmentation fault"),
+        ("dumped", r"core dumped"),
+        ("caused", r"\nCaused by: [\w.]+"),
+    )
+)
+_COMPILER: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (gate, re.compile(pattern))
+    for gate, pattern in (
+        ("error", r"\n[\w./\\-]+\.\w+:\d+(?::\d+)?: (?:fatal )?error\b"),
+        ("warning", r"\n[\w./\\-]+\.\w+:\d+(?::\d+)?: warning\b"),
+        ("error", r"\nerror(?:\[E\d+\])?: "),
+        ("error", r"\n[ \t]*--> \S+:\d+:\d+"),
+        ("error", r"error (?:TS|CS|C)\d{3,5}\b"),
+        ("reference", r"undefined reference to"),
+        ("err", r"npm ERR!"),
+        ("symbol", r"cannot find symbol"),
+        ("expected", r"expected ';'"),
+        ("matching", r"no matching function for call"),
+        ("", r"rror: (?<=[a-z]Error: )"),
+        ("", r"xception: (?<=[a-z]Exception: )"),
+    )
+)
+_SQL_UPPER = re.compile(
+    r"SELECT\b[\s\S]{1,300}?\bFROM\b|INSERT\s+INTO\b|CREATE\s+(?:TABLE|INDEX|VIEW)\b|"
+    r"UPDATE\s+\w+\s+SET\b|DELETE\s+FROM\b|ALTER\s+TABLE\b|(?:INNER|LEFT|RIGHT|OUTER)\s+"
+    r"JOIN\b|GROUP\s+BY\b|ORDER\s+BY\b"
+)
+_SQL_LOWER = re.compile(
+    r"select\s+(?:\*|distinct\s+\w+|\w+(?:\s*,\s*\w+)+)\s+from\s+\w+|primary\s+key\b|"
+    r"foreign\s+key\b|varchar\b|insert\s+into\s+\w+\s*\(|create\s+table\s+\w+"
+)
+_SQL_UPPER_WORDS = ("SELECT", "INSERT", "CREATE", "UPDATE", "DELETE", "ALTER", "JOIN", " BY")
+_SQL_TRIGGERS = word_set(
+    """
+    select insert create update delete alter join group order primary foreign varchar
+    """
+)
+# A line that starts with a lower-case word: the word is looked up in SHELL_COMMANDS in
+# Python, which is faster than an alternation of a hundred commands at every line.
+_SHELL_LINE = re.compile(r"\n[ \t]*(?:\$[ \t]+|sudo[ \t]+)*([a-z][\w.+-]*)[ \t]+([^\n]*)")
+# What makes the rest of a line look like shell arguments rather than English.
+_SHELL_ARGS = re.compile(
+    r"(?:^|[ \t])-{1,2}[\w-]+|\|[ \t]*\w|>{1,2}[ \t]*\S|\$\{?\w+|(?:^|[ \t])[~.]?/[\w.-]+|"
+    r"\*\.\w+|&&"
+)
+_PROMPT_LINE = re.compile(r"\n[ \t]*\$[ \t]+[a-z]|\n[\w.-]+@[\w.-]+:[^\n]{0,40}[$#][ \t]+[a-z]")
+_INLINE_CODE = re.compile(r"`[^`\n]*(?:[(){}\[\];=<>|/$.\\]|--?\w)[^`\n]*`")
+_DOCKERFILE = re.compile(
+    r"\n(?:FROM[ \t]+[\w./:@-]+(?:[ \t]+AS[ \t]+\w+)?[ \t]*(?=\n|$)|RUN[ \t]+\S|COPY[ \t]+\S|"
+    r"ADD[ \t]+\S|CMD[ \t]*\[|ENTRYPOINT[ \t]*\[|WORKDIR[ \t]+/|EXPOSE[ \t]+\d|ENV[ \t]+\w+[ =])"
+)
+_YAML_NESTED = re.compile(
+    r"\n(?: {2,}|\t)(?:- )?[a-z_][\w.-]*:(?:[ \t]+[^\s#][^\n]{0,80})?(?=\n|$)"
+)
+_YAML_TOP = re.compile(r"\n[a-z_][\w.-]*:[ \t]*(?=\n|$)")
+_INI_SECTION = re.compile(r"\n\[[\w.\-\" ]+\][ \t]*(?=\n|$)")
+_INI_KEY = re.compile(r"\n[\w.-]+[ \t]*=[ \t]*\S")
+_JSON_KEY = re.compile(r"\n[ \t]*\"[\w.-]+\"[ \t]*:[ \t]*[\[{\"\d tfn]")
+_DIFF = re.compile(
+    r"\n(?:diff --git |index [0-9a-f]{6,}\.\.|@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@|"
+    r"\+\+\+ [ab/]|--- [ab/])"
+)
+_DIFF_PLUS = re.compile(r"\n\+(?!\+)[ \t]*\S")
+_CONFLICT = re.compile(r"\n(?:<{7}(?: |\n)|={7}\n|>{7}(?: |\n|$))")
+_HTML = re.compile(
+    r"<(?i:/?(?:div|span|html|body|head|script|style|p|a|ul|ol|li|table|tr|td|th|img|input|"
+    r"form|button|template|section|nav|header|footer|h[1-6]|meta|link|label|select|option)"
+    r")\b[^>\n]*>"
+)
+# A /regex/ literal: slashes around a short run with at least two regex metacharacters
+# (checked in Python; a nested quantifier here would backtrack exponentially).
+_REGEX_LITERAL = re.compile(r"/([^/\s]{3,120})/")
+_REGEX_META = re.compile(r"\\[dwsbDWS]|\[[^\]]+\]|[+*?]")
+_FENCE_LANGS = word_set(
+    "py python js ts rs go rb java kt sh shell console terminal diff yml yaml ini cfg conf "
+    "dockerfile c h cs cpp hpp swift sql json toml xml html"
+)
+
+# --------------------------------------------------------------------------- code requests
+# These run on the lower-cased request region and start with their verbs (fast); the left
+# word boundary is checked by `_starts_word`.
+_CODE_VERBS = (
+    r"(?:write|writing|implement|implementing|create|develop|build|generate|define|"
+    r"complete|fix|debug|refactor|optimi[sz]e|rewrite|convert|port|modify|provide|design)"
+)
+# "Write a (python) function to ...": the unmistakable programming request.
+_FUNCTION_REQUEST = re.compile(
+    _CODE_VERBS + r"\s+(?:me\s+)?(?:a|an|the|this|that|some|my)?\s*((?:[\w+#-]+\s+){0,2}?)"
+    r"(?:function|method|procedure|subroutine|lambda)s?\b\s*(?:that|which|to|named|called|"
+    r"in|for|taking|takes|returning|returns|`|\w+\(|using|so|with|accepting|f\b)"
+)
+_CODE_VERB_WORD = re.compile(r"\b" + _CODE_VERBS + r"\b")
+_FUNCTION_WORDS = word_set("function functions method methods procedure subroutine lambda")
+_CLASS_REQUEST = re.compile(
+    _CODE_VERBS + r"\s+(?:a|an|the)?\s*((?:[\w+#-]+\s+){0,2}?)class(?:es)?\s+(?:that|which|"
+    r"to|named|called|for|with|representing|in|`)"
+)
+_PROGRAM_REQUEST = re.compile(
+    _CODE_VERBS + r"\s+(?:me\s+)?(?:a|an|the|this|that|some|my|our)?\s*((?:[\w+#-]+\s+){0,2}?)"
+    r"(program|script|code|snippet|algorithm|regex|regular expression|unit tests?|"
+    r"test cases|shell command|bash command|sql query|database query|api|endpoint|"
+    r"command[- ]line tool|makefile|dockerfile|docstring|module|implementation|compiler|"
+    r"parser|web ?app|website|web page|plugin|macro|query)\b\s*(\w*)\s*(\w*)"
+)
+_PROGRAM_WORDS = word_set(
+    """
+    program programs script scripts code snippet algorithm regex regular unit test tests
+    shell bash sql database api endpoint command makefile dockerfile docstring module
+    implementation compiler parser webapp website web plugin macro query
+    """
+)
+_CODE_GIVEN = re.compile(
+    r"(?:the|this|following|given|my|above|below)\s+(?:\w+\s+)?(code|snippet|program|script|"
+    r"function|implementation|regex|stack trace|traceback|commit|pull request|diff|patch|"
+    r"dockerfile|makefile|config file|source file|source code)\b"
+)
+_AMBIGUOUS_LANGS = word_set(
+    """
+    python java go golang rust ruby swift c c++ c# r julia kotlin scala dart
+    """
+)
+# "<language> <noun>": one literal-led pattern per language, run only when it is named.
+_LANG_NEXT_WORD: dict[str, re.Pattern[str]] = {
+    lang: re.compile(re.escape(lang) + r"\s+(\w+)")
+    for lang in word_set(
+        """
+        python java javascript typescript c++ c# golang go rust ruby php swift kotlin
+        scala haskell perl lua julia sql bash shell powershell latex html css matlab c r
+        """
+    )
+}
+_NOT_A_LANGUAGE_AFTER = re.compile(r"\s*(?:major|minor|sharp|flat|#|°|degrees)", re.IGNORECASE)
+_IN_LANG = re.compile(
+    r"(?:in|using|with|into|to|from)\s+(Python|Java|JavaScript|TypeScript|C\+\+|C#|C|Go|"
+    r"Golang|Rust|Ruby|PHP|Swift|Kotlin|Scala|Haskell|Perl|Lua|R|Julia|SQL|Bash|PowerShell|"
+    r"LaTeX|python|javascript|typescript|golang|rust|kotlin|bash)\b"
+)
+# A coding problem in the LeetCode style: "Given an array of integers nums ..., return ...".
+_CODING_PROBLEM = re.compile(
+    r"(?:given|you are given|you're given)\s+(?:an?|two|the|some)\s+(?:[\w-]+\s+){0,2}?"
+    r"(?:array|string|list|linked list|binary tree|tree|integer|matrix|grid|graph|dictionary|"
+    r"hash ?map|sequence of integers)s?\b[\s\S]{0,300}?\breturn"
+)
+# A shell command with a flag anywhere in the text ("what does awk -F, '...' do?").
+_SHELL_FLAG: dict[str, re.Pattern[str]] = {
+    cmd: re.compile(re.escape(cmd) + r" +-{1,2}[A-Za-z]") for cmd in SHELL_COMMANDS
+}
+# A shell task in words (NL2Bash style): a file-system verb and a file-system object.
+_FS_TASK = re.compile(
+    r"(?:find|list|delete|remove|copy|move|rename|search|print|display|show|count|compress|"
+    r"archive|extract|change|set|create|make|get|locate|mount|unmount|kill|download|sort|"
+    r"replace|split|merge|concatenate|append|check|calculate|save|monitor|run|execute|"
+    r"report|output|recursively|change)(?:es|s|ing)?\b(?:[^.?!\n]|\.(?=\w)){0,80}?\b(?:files?|"
+    r"director(?:y|ies)|folders?|file ?system|filenames?|symlinks?|symbolic links?|"
+    r"permissions?|processes|pid|inodes?|disk (?:usage|space)|subdirector(?:y|ies)|"
+    r"current user|user ?name|host ?name|environment variables?|ip address(?:es)?|"
+    r"network interfaces?|open ports|memory usage|cpu usage|kernel version|uptime|"
+    r"partitions?|checksums?|md5 ?sums?|tarballs?|zip files?|archives?)\b"
+)
+_FS_TRIGGERS = FS_OBJECTS | word_set(
+    """
+    user username hostname host environment ip network ports memory cpu kernel uptime
+    partition partitions checksum checksums md5 md5sum tarball tarballs archive archives
+    zip disk
+    """
+)
+_FS_QUALIFIER = re.compile(
+    r"modified|accessed|recursively|current directory|working directory|home directory|"
+    r"directory tree|root filesystem|file system|owned by|larger than|smaller than|"
+    r"bigger than|named|extension|executable|hidden|regular files|empty|symlink|"
+    r"permission|full path|absolute path|current script|current user|user ?name|host ?name|"
+    r"environment|/\w|`[^`\n]+'|\w\.\w{1,4}\b|\*\.\w+|days? (?:ago|back|old)|"
+    r"last \d+ (?:minutes|hours|days)|(?:all|every|each) (?:the )?(?:\w+ )?(?:files?|folders?|"
+    r"director)|this (?:folder|directory)|\.\w{1,4} files?|"
+    r"\d\d\d\b"
+)
+# "What does this error mean": the policy routes it to quick unless there is code to fix.
+_ERROR_QUESTION = re.compile(
+    r"what (?:does|do|is|are)\b[^.?!\n]{0,60}?\b(?:error|errors|exception|warning|message|"
+    r"status|code)\b[^.?!\n]{0,40}?\b(?:mean|means|meaning)\b|meaning of\b[^.?!\n]{0,30}"
+    r"\b(?:error|exception|warning)\b"
+)
+# A question *about* a subject rather than a task in it.
+_ABOUT_QUESTION = re.compile(
+    r"differences?|compare|comparison|versus|vs\.? |pros and cons|advantages|"
+    r"disadvantages|which is better|history of"
+)
+# Reading comprehension: the answer is in a passage that comes with the prompt.
+_PASSAGE_TASK = re.compile(
+    r"(?:the |this |following |given |provided |above |below )(?:passage|paragraph|article|"
+    r"text|abstract|excerpt|story|email|review|reference text|document)\b|"
+    r"(?:based on|according to|from|given|using) (?:this|the|these) (?:passage|paragraph|"
+    r"article|text|facts|information|reference)"
+)
+
+# --------------------------------------------------------------------------- reasoning
+_NUMBER = re.compile(r"[$€£]?\d[\d,.]*(?:%|st|nd|rd|th|am|pm)?")
+_YEAR = re.compile(r"(?:1[5-9]\d\d|20\d\d)\.?$")
+_OPTIONS_HEAD = re.compile(r"\n[ \t]*(?:options|choices|answer choices)[ \t]*:?[ \t]*(?=\n)")
+_OPTION_LINE = re.compile(r"\n[ \t]*(?:\([A-Ja-j]\)|[A-J][.)])[ \t]+\S")
+_YESNO_OPTION = re.compile(r"\n[ \t]*-[ \t]*(?:yes|no|true|false|valid|invalid)[ \t]*(?=\n|$)")
+_BOOL_EXPR = re.compile(
+    r"(?:True|False)[ \t]*\)?(?:[ \t]+(?:and|or)[ \t]+(?:not[ \t]+)*\(?[ \t]*"
+    r"(?:True|False)[ \t]*\)?){2,}"
+)
+_ARITH_PAREN = re.compile(r"\([ \t]*-?\d+(?:\.\d+)?[ \t]*[-+*/×÷^][ \t]*-?\d")
+_ARITH_CHAIN = re.compile(
+    r"\d[ \t]+[-+*/×÷^][ \t]+\(?-?\d+(?:\.\d+)?\)?[ \t]+[-+*/×÷^][ \t]+\(?-?\d"
+)
+_ARITH_WORDS = re.compile(
+    r"what is -?\d+(?:\.\d+)?\s*(?:[-+*/×÷^]|plus|minus|times|divided by|multiplied by)\s*-?\d"
+)
+_EQ_POWER = re.compile(r"\^(?<=[a-z0-9)]\^)[ \t]*[\d(a-z]")
+_EQ_IMPLICIT = re.compile(r"\d[a-z][ \t]*(?:[-+=*/)]|\^)|[-+=][ \t]*\d+[a-z]\b")
+_EQ_FUNC = re.compile(r"\([a-z0-9]\)[ \t]*=|\([a-z], ?[a-z]\)[ \t]*=")
+_EQ_SYMBOL = re.compile(r"[∫√∑∏≤≥≠∞∈∀∃²³]|solve for|d/d[a-z]\b|lim_")
+_EQ_COMPARE = re.compile(r"[=<>][ \t]*-?\d")
+_VARIABLE_BEFORE = re.compile(r".?\b[a-z] ?")
+# "x + 5", "|x-1|": a one-letter variable in arithmetic.
+_EQ_VAR_OP = re.compile(r"[-+*/](?<=\W[a-z] [-+*/]) ?\(?\d|[-+*/](?<=\W[a-z][-+*/])\(?\d")
+_MATH_REQUEST = re.compile(
+    r"(?:solve|calculate|compute|evaluate|simplify|find|determine|derive|factor|factorize|"
+    r"expand|differentiate|integrate|estimate|work out|figure out)\b[^.?!\n]{0,40}?\b"
+    r"(?:the\s+)?(?:equation|equations|expression|value of|integral|derivative|sum of|"
+    r"product of|probability|roots?|area|perimeter|volume|limit|remainder|gcd|lcm|"
+    r"solutions?|inequality|x|y|n|minimum|maximum|number of ways|expected value|average|"
+    r"total|distance|speed|time it takes|percentage|ratio)\b"
+)
+_MATH_VERBS = word_set(
+    """
+    solve calculate compute evaluate simplify find determine derive factor factorize expand
+    differentiate integrate estimate work figure
+    """
+)
+_PROOF = re.compile(
+    r"(?:prove|proof|disprove|show that|demonstrate that|verify that|it follows that)\b|"
+    r"for (?:all|every|any) (?:integers?|real|natural|positive|n\b|x\b|k\b)|q\.e\.d"
+)
+_PROOF_WORDS = word_set(
+    """
+    prove proves proof disprove show demonstrate verify follows all every any q
+    """
+)
+_PROBABILITY = re.compile(
+    r"probabilit(?:y|ies)|odds\b|chances? (?:of|that)\b|expected value|at random|"
+    r"randomly (?:chosen|selected|picked|drawn)|(?:roll|rolls|rolling|toss|tosses|flip|"
+    r"flips)\b[^.?!\n]{0,30}\b(?:dice|die|coins?)\b|how many ways"
+)
+_PROBABILITY_WORDS = word_set(
+    "probability probabilities odds chance chances expected random randomly roll rolls toss "
+    "tosses flip flips ways"
+)
+_LOGIC = re.compile(
+    r"tells? the truth|lies\b|liars?\b|knights? and knaves?|to the (?:left|right) of|"
+    r"(?:second|third|fourth|first|last) from the (?:left|right)|(?:true|false),? (?:or|and) "
+    r"(?:false|uncertain|unknown)|if and only if|logically (?:consistent|follows|valid)|"
+    r"deductively valid|premises?\b|(?:taller|shorter|older|younger|heavier|lighter|faster|"
+    r"slower|cost more|cost less) than|is the (?:father|mother|brother|sister|son|daughter|"
+    r"uncle|aunt|grandfather|grandmother|parent|child) of|riddle|puzzle|sudoku|"
+    r"turn (?:left|right|around)|take \d+ steps?|starting point|fixed order|swap(?:s|ped)?\b|"
+    r"complete the (?:rest of the )?sequence|closed properly|which (?:sentence|statement) is"
+)
+_LOGIC_TRIGGERS = word_set(
+    """
+    tells tell truth lies liar liars knights knaves left right true false if logically
+    deductively premise premises taller shorter older younger heavier lighter faster slower
+    cost father mother brother sister son daughter uncle aunt grandfather grandmother parent
+    child riddle puzzle sudoku turn take starting fixed swap swaps swapped plausible valid
+    complete closed which
+    """
+)
+# "Is the following sentence plausible?", "is the argument deductively valid or invalid?"
+_JUDGEMENT = re.compile(
+    r"(?:sentence|statement|argument|claim|conclusion|inference)s?,?(?: [\w,]+){0,8} "
+    r"(?:plausible|(?:deductively |logically )?valid or invalid|true or false)\b"
+)
+_STEP_BY_STEP = re.compile(
+    r"step[- ]by[- ]step\b[^.?!\n]{0,60}\breason|reasoning\b[^.?!\n]{0,60}\bstep[- ]by[- ]"
+    r"step|(?:explain|show) your (?:reasoning|work|answer)|think (?:carefully|step)|"
+    r"justify your answer"
+)
+_ESTIMATE = re.compile(
+    r"(?:estimate|approximately how many|roughly how many|fermi)\b|how many \w+(?: \w+){0,3}"
+    r" (?:are|is|does|do|would|will|could|can|did|has|have) (?:there |it )?(?:in|on|fit|be|"
+    r"take|happen|occur|spoken|made|born|die)\b|how many times (?:has|have|does|do|did|will|"
+    r"would)\b"
+)
+_CONSTRAINT = re.compile(
+    r"must(?: not)?\b|cannot|can't|can not|at least|at most|exactly\b|no two|only once|"
+    r"adjacent|not (?:before|after|next to)|immediately (?:before|after)|neither|unless|"
+    r"constraints?\b|each (?:person|day|slot|team)\b"
+)
+_PLANNING_WORDS = word_set(
+    """
+    schedule scheduling arrange arrangement seat seating assign allocate order ordering
+    timetable rota roster
+    """
+)
+_QUESTION_MATH = re.compile(
+    r"how (?:many|much|long|far|old|fast|often|tall|big|heavy)\b|"
+    r"what(?:'s|\s+is|\s+was|\s+will|\s+would|\s+are|\s+were)?\s+(?:be\s+)?(?:the\s+)?"
+    r"(?:[\w']+\s+){0,3}?"
+    r"(?:total|number|amount|sum|percentage|percent|cost|price|value|average|difference|"
+    r"ratio|probability|area|perimeter|speed|distance|age|result|answer|remainder|minimum|"
+    r"maximum|final|date|times?|relationship|day)\b|what(?:'s| is) -?\d|by how|"
+    r"(?:which|who|what)\b[^?]{0,80}\b(?:first|last|second|third|fastest|slowest|oldest|"
+    r"youngest|tallest|shortest|left|right|truth)\b|does \w+ (?:tell|lie|have)|"
+    r"(?:at|in|after|before|between) (?:what|how)"
+)
+_HOW_MANY = re.compile(r"how (?:many|much)\b")
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+
+# --------------------------------------------------------------------------- vision
+_VISUAL_NOUNS = word_set(
+    """
+    screenshot screenshots screencap screengrab photo photos photograph photographs
+    picture pictures pic pics image images diagram diagrams chart charts graph graphs plot
+    plots figure figures drawing drawings painting paintings sketch scan scans x-ray x-rays
+    meme memes infographic infographics flowchart flowcharts whiteboard snapshot snapshots
+    selfie selfies thumbnail thumbnails logo logos illustration illustrations artwork
+    handwriting receipt slide slides screen
+    """
+)
+_VISION_REF = re.compile(
+    r"(this|these|that|attached|above|below|uploaded|enclosed|following|my|in the|on the|"
+    r"from the|the)\s+((?:[\w-]+\s+)?)(screen ?shots?|screen ?caps?|screen ?grabs?|photos?|"
+    r"photographs?|pictures?|pics?|images?|diagrams?|charts?|graphs?|plots?|figures?|"
+    r"drawings?|paintings?|sketch(?:es)?|scans?|x-rays?|memes?|infographics?|flowcharts?|"
+    r"whiteboard|snapshots?|selfies?|thumbnails?|logos?|illustrations?|artwork|handwriting|"
+    r"receipt|slides?)\b"
+)
+_VISION_STRONG_DET = word_set("this these attached above below uploaded enclosed following")
+_VISION_IDIOM = word_set(
+    """
+    big bigger whole full overall public brand self body corporate mental clear clearer
+    better accurate complete broader rosy pretty same different general rough true bleak
+    grim positive negative professional company personal good bad great
+    """
+)
+_VISION_AFTER_BLOCK = frozenset({("of", "speech"), ("of", "health")})
+_VISION_AFTER_STRONG = word_set("above below attached i you here")
+_VISION_ASK = re.compile(
+    r"what(?:'s| is| do you| can you)? (?:see|shown|depicted|pictured|in (?:this|the) "
+    r"(?:image|photo|picture|screenshot))\b|what(?:'s| is) (?:on|in) (?:the|this|my) screen\b|"
+    r"look at (?:this|the) (?:image|photo|picture|screenshot|chart|graph|diagram)|"
+    r"can you see\b|describe (?:the|this) (?:image|photo|picture|scene|screenshot)|"
+    r"(?:shown|depicted|pictured|visible) (?:in|on) (?:the|this)\b"
+)
+_VISION_ASK_WORDS = word_set("see shown depicted pictured screen look describe visible")
+
+# --------------------------------------------------------------------------- quick
+_QUICK_OPENER = re.compile(r"\W*(?:please\s+|can you\s+|could you\s+)?([a-z]+)")
+_PROSE_LINE = re.compile(r"\n[A-Z\"'(][^\n]{40,}[.!?\"')][ \t]*(?=\n|$)")
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The route chosen for a prompt, the evidence per route, and why."""
+
+    route: str
+    scores: Mapping[str, float]
+    confidence: float
+    reasons: tuple[str, ...]
+    runner_up: str = ""
+    has_image: bool = False
+
+
+@dataclass
+class _Evidence:
+    """Scores and reasons per route while one prompt is being examined."""
+
+    scores: dict[str, float]
+    reasons: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+
+    def add(self, route: str, weight: float, reason: str) -> None:
+        if weight == 0:
+            return
+        self.scores[route] = self.scores.get(route, 0.0) + weight
+        self.reasons.setdefault(route, []).append((weight, f"{route}: {reason}"))
+
+
+@dataclass(frozen=True)
+class _Text:
+    """The views of one prompt that the features share, computed once."""
+
+    text: str  # the analysed text (head and tail of a huge prompt)
+    nl: str  # "\n" + text, for the line patterns
+    nl_low: str  # "\n" + text.lower()
+    region: str  # lower-cased head and tail, where requests in words are looked for
+    instr: str  # a shorter head and tail: where a one-sentence instruction would be
+    tokens: frozenset[str]  # lower-cased words
+    words: int  # number of words in the prompt
+    passage: bool  # asks about a passage that comes with it ("based on this paragraph")
+
+
+def _view(text: str) -> _Text:
+    low = text.lower()
+    if len(low) > REGION_HEAD + REGION_TAIL:
+        region = low[:REGION_HEAD] + "\n" + low[-REGION_TAIL:]
+    else:
+        region = low
+    if len(low) > 2 * INSTRUCTION_CHARS:
+        instr = low[:INSTRUCTION_CHARS] + "\n" + low[-INSTRUCTION_CHARS:]
+    else:
+        instr = low
+    split = low.translate(_WORD_SPLIT).split()
+    passage = _word_search(_PASSAGE_TASK, instr) is not None
+    return _Text(
+        text, "\n" + text, "\n" + low, region, instr, frozenset(split), len(split), passage
+    )
+
+
+def _count(pattern: re.Pattern[str], text: str, limit: int = 20) -> int:
+    """Matches of `pattern`, stopping at `limit` (the weights saturate long before)."""
+    n = 0
+    for _ in pattern.finditer(text):
+        n += 1
+        if n >= limit:
+            break
+    return n
+
+
+def _count_at_line_start(pattern: re.Pattern[str], text: str, limit: int = 20) -> int:
+    """Matches preceded on their line only by blanks (a literal-led pattern stays fast)."""
+    n = 0
+    for m in pattern.finditer(text):
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        if not text[line_start : m.start()].strip(" \t") or text[line_start : m.start()].strip(
+            " \t"
+        ) == "async":
+            n += 1
+            if n >= limit:
+                break
+    return n
+
+
+def _word_matches(pattern: re.Pattern[str], text: str, limit: int = 20) -> list[re.Match[str]]:
+    """Matches that start at a word boundary (the patterns leave it out for speed).
+
+    After a match inside a word ("in the" in "explain the") the search resumes one character
+    later, so a real match overlapping it ("the following diagram") is not lost.
+    """
+    out: list[re.Match[str]] = []
+    pos = 0
+    while len(out) < limit and (m := pattern.search(text, pos)):
+        start = m.start()
+        if start == 0 or not text[start - 1].isalnum():
+            out.append(m)
+            pos = max(m.end(), start + 1)
+        else:
+            pos = start + 1
+    return out
+
+
+def _word_search(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    found = _word_matches(pattern, text, 1)
+    return found[0] if found else None
+
+
+class Classifier:
+    """Scores a prompt for each route and picks one. Thread-safe: it holds no mutable state.
+
+    `extra_keywords` comes from `[classifier.keywords]` in the config: route -> {keyword or
+    phrase: weight}. Keywords match whole words, case-insensitively; a route not built in
+    becomes a new route that can win like the others.
+    """
+
+    def __init__(self, extra_keywords: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        self._extra: list[tuple[str, re.Pattern[str], float, str]] = []
+        for route, words in (extra_keywords or {}).items():
+            for word, weight in words.items():
+                phrase = word.strip().lower()
+                if not phrase:
+                    continue
+                # Whole words only, any spacing: the substring bug is the one we fix.
+                body = r"\s+".join(re.escape(p) for p in phrase.split())
+                pat = re.compile(r"(?<!\w)" + body + r"(?!\w)")
+                self._extra.append((route, pat, float(weight), phrase))
+        self._routes: tuple[str, ...] = BUILTIN_ROUTES + tuple(
+            r for r in dict.fromkeys(route for route, *_ in self._extra) if r not in COST
+        )
+
+    @property
+    def routes(self) -> tuple[str, ...]:
+        """Every route this classifier can return: the built-in ones, then the user's."""
+        return self._routes
+
+    def classify(self, prompt: str, image: bool = False) -> Classification:
+        """Classify one prompt; `image` is true when an image comes with it."""
+        text = prompt or ""
+        if len(text) > MAX_ANALYSED:
+            text = text[: MAX_ANALYSED - TAIL_ANALYSED] + "\n" + text[-TAIL_ANALYSED:]
+        ev = _Evidence(scores=dict.fromkeys(self._routes, 0.0))
+        ev.scores[QUICK] = QUICK_PRIOR
+        if text.strip():
+            t = _view(text)
+            shape = _code_shape(t, ev)
+            code_request = _code_words(t, shape, ev)
+            _reasoning(t, shape, code_request, ev)
+            _vision_text(t, ev)
+            _quick(t, shape, ev)
+            for route, pat, weight, phrase in self._extra:
+                if pat.search(t.nl_low):
+                    ev.add(route, weight, f"configured keyword {phrase!r}")
+        if image:
+            ev.add(VISION, IMAGE_WEIGHT, "an image is attached")
+        return self._decide(ev, image)
+
+    def _cost(self, route: str) -> int:
+        return COST.get(route, USER_ROUTE_COST)
+
+    def _decide(self, ev: _Evidence, image: bool) -> Classification:
+        scores = {r: round(max(s, 0.0), 3) for r, s in ev.scores.items()}
+        quick = scores[QUICK]
+        ranked = sorted(scores, key=lambda r: (-scores[r], self._cost(r)))
+        eligible = [
+            r for r in ranked if r != QUICK and scores[r] >= THRESHOLD and scores[r] > quick
+        ]
+        note: list[str] = []
+        if image:
+            route = VISION
+        elif not eligible:
+            route = QUICK
+        else:
+            route = eligible[0]
+            # Mixed signals: a cheaper qualifying route wins unless the dearer one is clearly
+            # ahead (the article's "route to the cheaper model first").
+            for other in eligible[1:]:
+                if (
+                    self._cost(other) < self._cost(route)
+                    and scores[route] - scores[other] < STRONG_MARGIN
+                ):
+                    note.append(
+                        f"mixed signals: {other} chosen over {route} "
+                        f"({scores[other]:.1f} vs {scores[route]:.1f}), the cheaper route"
+                    )
+                    route = other
+        others = [r for r in ranked if r != route and scores[r] > 0]
+        runner_up = others[0] if others else ""
+        # Confidence: softmax share of the chosen route, so a close runner-up lowers it.
+        top = max(scores.values())
+        exps = {r: math.exp((s - top) / TEMPERATURE) for r, s in scores.items()}
+        confidence = round(exps[route] / sum(exps.values()), 3)
+        reasons = self._reasons(ev, route, runner_up, scores) + note
+        return Classification(
+            route=route,
+            scores=MappingProxyType(scores),
+            confidence=confidence,
+            reasons=tuple(reasons),
+            runner_up=runner_up,
+            has_image=image,
+        )
+
+    @staticmethod
+    def _reasons(
+        ev: _Evidence, route: str, runner_up: str, scores: Mapping[str, float]
+    ) -> list[str]:
+        own = sorted(ev.reasons.get(route, []), key=lambda wr: -wr[0])
+        out = [r for _, r in own[:4]]
+        if route == QUICK:
+            if runner_up and runner_up != QUICK and scores[runner_up] > 0:
+                out.append(
+                    f"quick: {runner_up} evidence too weak ({scores[runner_up]:.1f}, "
+                    f"needs {max(THRESHOLD, scores[QUICK]):.1f})"
+                )
+            elif not out:
+                out.append("quick: the default, no sign of code, reasoning or an image")
+        if runner_up and runner_up != QUICK and ev.reasons.get(runner_up):
+            best = max(ev.reasons[runner_up], key=lambda wr: wr[0])[1]
+            out.append(f"runner-up {best}")
+        return out
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _code_shape(t: _Text, ev: _Evidence) -> float:
+    """Evidence that the prompt *contains* code or tool output; returns the amount found."""
+    text, nl = t.text, t.nl
+    before = ev.scores[CODE]
+    if "```" in text:
+        m = _FENCE.search(nl)
+        lang = m.group(1).lower() if m else ""
+        if lang and (lang in LANGUAGES or lang in _FENCE_LANGS):
+            ev.add(CODE, 3.0, f"a fenced {lang} code block")
+        else:
+            ev.add(CODE, 1.0, "a fenced block")
+    if "def" in t.tokens and (n := _count_at_line_start(_PY_DEF, nl)):
+        ev.add(CODE, 3.0 + min(n, 3) * 0.5, "a Python def")
+    if "class" in t.tokens and _CLASS_DEF.search(nl):
+        ev.add(CODE, 2.5, "a class definition")
+    if n := _count(_IMPORT, nl):
+        ev.add(CODE, min(1.5 + n * 0.5, 3.0), "import/include lines")
+    if "function" in t.tokens and _JS_FUNC.search(text):
+        ev.add(CODE, 3.0, "a JavaScript function")
+    if ("fn" in t.tokens or "func" in t.tokens) and _FN.search(text):
+        ev.add(CODE, 3.0, "a fn/func definition")
+    if "=>" in text and _ARROW.search(text):
+        ev.add(CODE, 1.0, "an => arrow")
+    if ("{" in text or ";" in text) and _C_DECL.search(nl):
+        ev.add(CODE, 2.5, "a C-style function signature")
+    if "(" in text and (n := sum(_count(p, text) for p in _CALLS)):
+        ev.add(CODE, min(0.6 * n, 2.0), "method calls")
+    if n := _count(_DECL, nl):
+        ev.add(CODE, min(1.0 * n, 3.0), "statements (let/for/if/return/assignment)")
+    semis = _count(_SEMI_END, text) if ";" in text else 0
+    braces = _count(_BRACE_CLOSE, nl) + sum(_count(p, nl) for p in _BRACE_OPEN)
+    if semis + braces >= 2:
+        ev.add(CODE, min(0.5 * (semis + braces), 3.0), "brackets and semicolons")
+    if n := sum(_count(p, text) for p in _INDENT_BLOCK):
+        ev.add(CODE, min(0.75 * n, 2.0), "an indented block")
+    n = sum(_count(p, text) for p in _OPERATORS)
+    if "c++" in t.tokens:
+        n -= t.nl_low.count("c++")
+    if n >= 2:
+        ev.add(CODE, min(0.3 * n, 2.0), "code operators (== && :: ->)")
+    if _REPL.search(nl):
+        ev.add(CODE, 2.0, "an interactive session (>>>)")
+    if _count(_LINE_COMMENT, nl) >= 2:
+        ev.add(CODE, 1.0, "code comments")
+    n = sum(_count(pat, nl) for gate, pat in _TRACEBACK if gate in t.tokens)
+    if n:
+        ev.add(CODE, 2.0 + min(n, 4) * 0.75, "a stack trace")
+    n = sum(_count(pat, nl) for gate, pat in _COMPILER if not gate or gate in t.tokens)
+    if n:
+        ev.add(CODE, 1.5 + min(n, 4) * 0.5, "a compiler or runtime error")
+    if t.tokens & _SQL_TRIGGERS:
+        upper = any(k in text for k in _SQL_UPPER_WORDS)
+        n = (_count(_SQL_UPPER, text) if upper else 0) + _count(_SQL_LOWER, t.nl_low)
+        if n:
+            ev.add(CODE, min(1.5 + n * 0.75, 4.0), "SQL")
+    n = 0
+    if t.tokens & SHELL_COMMANDS:
+        n = sum(
+            1
+            for m in _SHELL_LINE.finditer(nl)
+            if m.group(1) in SHELL_COMMANDS and _SHELL_ARGS.search(m.group(2))
+        )
+    if n:
+        ev.add(CODE, min(2.0 + n * 0.5, 4.0), "a shell command line")
+    elif ("$ " in text or "@" in text) and (n := _count(_PROMPT_LINE, nl)):
+        ev.add(CODE, min(1.5 + n * 0.5, 3.0), "a shell prompt line")
+    if "`" in text and (n := _count(_INLINE_CODE, text)):
+        ev.add(CODE, min(0.75 * n, 2.0), "inline code in backticks")
+    if "from" in t.tokens and "run" in t.tokens and (n := _count(_DOCKERFILE, nl)) >= 2:
+        ev.add(CODE, min(1.5 * n, 4.0), "a Dockerfile")
+    if ":\n" in text or ":\r\n" in text:
+        nested = _count(_YAML_NESTED, nl)
+        if nested >= 2 and (_YAML_TOP.search(nl) or nested >= 4):
+            ev.add(CODE, min(1.0 + 0.5 * nested, 4.0), "YAML configuration")
+    if '":' in text and _count(_JSON_KEY, nl) >= 3:
+        ev.add(CODE, 1.0, "JSON")
+    if "[" in text and _INI_SECTION.search(nl) and _count(_INI_KEY, nl) >= 2:
+        ev.add(CODE, 3.0, "an INI/TOML configuration")
+    if n := _count(_DIFF, nl):
+        ev.add(CODE, 3.0 + min(n, 3) * 0.5, "a diff")
+    elif _count(_DIFF_PLUS, nl) >= 2 and semis + braces >= 1:
+        ev.add(CODE, 1.5, "diff-like +/- lines")
+    if "<<<<<<<" in text and _count(_CONFLICT, nl) >= 2:
+        ev.add(CODE, 4.0, "a merge conflict")
+    if "<" in text and (n := _count(_HTML, text)) >= 2:
+        ev.add(CODE, min(1.0 + 0.5 * n, 3.0), "HTML markup")
+    if "/" in text and any(
+        len(_REGEX_META.findall(m.group(1))) >= 2 for m in _REGEX_LITERAL.finditer(text)
+    ):
+        ev.add(CODE, 1.0, "a regular expression")
+    return ev.scores[CODE] - before
+
+
+def _sense_ok(words: str, blocked: frozenset[str]) -> bool:
+    """False when a word next to the noun gives it its everyday sense ("a yoga class")."""
+    return not any(w in blocked for w in words.split())
+
+
+def _code_words(t: _Text, shape: float, ev: _Evidence) -> bool:
+    """Evidence from what the prompt asks for: requests for code, languages, vocabulary.
+
+    Returns whether the prompt explicitly asks for code ("write a function to ...").
+    """
+    region, tokens = t.region, t.tokens
+    requested = False
+    if tokens & _FUNCTION_WORDS:
+        for m in _word_matches(_FUNCTION_REQUEST, region):
+            if _sense_ok(m.group(1), FUNCTION_EVENT_WORDS):
+                ev.add(CODE, 4.0, "asks for a function")
+                requested = True
+                break
+    if "class" in tokens or "classes" in tokens:
+        for m in _word_matches(_CLASS_REQUEST, region):
+            if _sense_ok(m.group(1), CLASS_NONCODE_WORDS):
+                ev.add(CODE, 3.5, "asks for a class")
+                requested = True
+                break
+    if not requested and tokens & _PROGRAM_WORDS:
+        for m in _word_matches(_PROGRAM_REQUEST, t.instr):
+            noun, after, after2 = m.group(2), m.group(3), m.group(4)
+            if not _sense_ok(m.group(1), NONCODE_BEFORE.get(noun, frozenset())):
+                continue
+            if after in NONCODE_AFTER.get(noun, frozenset()) and (
+                after != "for" or after2 in {"a", "an", "the", "my", "our", "your"}
+            ):
+                continue
+            if noun == "query" and not tokens & {"sql", "database", "table", "mongodb"}:
+                continue
+            ev.add(CODE, 2.5, f"asks for {noun} work")
+            requested = True
+            break
+    if shape >= 1 and (m := _word_search(_CODE_GIVEN, region)):
+        ev.add(CODE, 1.5, f"refers to the {m.group(1)}")
+
+    # Languages: the unambiguous names by token; python, java, go, rust, c ... only next to
+    # a code noun ("Python code", "a Java solution") or after "in"/"using" ("in Rust").
+    langs: set[str] = set(tokens & LANGUAGES)
+    lang_request = False
+    if tokens & (LANGUAGES | _AMBIGUOUS_LANGS):
+        for lang in tokens & _LANG_NEXT_WORD.keys():
+            for m in _word_matches(_LANG_NEXT_WORD[lang], region):
+                if m.group(1) in CODE_NOUNS and not (
+                    lang == "python" and _is_snake(t, m.start())
+                ):
+                    langs.add(lang)
+                    lang_request = True
+                    break
+        # The same head and tail as t.region, with its case ("in C", not "in c").
+        cased = t.text
+        if len(cased) > REGION_HEAD + REGION_TAIL:
+            cased = cased[:REGION_HEAD] + "\n" + cased[-REGION_TAIL:]
+        for m in _IN_LANG.finditer(cased):
+            lang = m.group(1).lower()
+            if lang in {"c", "r"} and (
+                not m.group(0).startswith(("in", "using"))
+                or _NOT_A_LANGUAGE_AFTER.match(cased, m.end())
+            ):
+                continue  # "convert 30 degrees to C", "a waltz in C major"
+            langs.add(lang)
+            # "Implement a queue ... in Python": a code verb in the same sentence.
+            start = max(t.region.rfind(".", 0, m.start()), t.region.rfind("\n", 0, m.start()))
+            if _CODE_VERB_WORD.search(t.region, start + 1, m.start()):
+                lang_request = True
+        if "python" in tokens and "python" not in langs and not _is_snake(t, -1):
+            langs.add("python")
+    scale = 0.5 if shape < 1 and t.words > 150 else 1.0  # words in a passage, not a task
+    if langs:
+        shown = ", ".join(sorted(langs)[:3])
+        ev.add(CODE, scale * (1.0 + min(len(langs) - 1, 2) * 0.25), f"names {shown}")
+        if lang_request and not requested and _word_search(_ABOUT_QUESTION, region[:200]):
+            lang_request = False  # "the differences between Python code and Java code"
+        if lang_request:
+            ev.add(CODE, 2.0, f"asks for {shown} code")
+
+    terms = tokens & CODE_TERMS_STRONG
+    common = terms & CODE_TERMS_COMMON
+    rare = terms - common
+    weight = scale * min(0.6 * len(rare) + 0.2 * len(common), 2.5)
+    if weight >= 0.4:
+        shown = ", ".join(sorted(rare or common)[:3])
+        ev.add(CODE, weight, f"programming terms ({shown})")
+
+    if "given" in tokens and "return" in tokens and _word_search(_CODING_PROBLEM, region):
+        ev.add(CODE, 2.5, "a coding problem (given ..., return ...)")
+        requested = True
+    for tool in tokens & TOOL_WORDS.keys():
+        if used := tokens & TOOL_WORDS[tool]:
+            ev.add(CODE, 1.5, f"{tool} work ({', '.join(sorted(used)[:2])})")
+            break
+    if shape < 2:
+        for cmd in tokens & SHELL_COMMANDS:
+            if _word_search(_SHELL_FLAG[cmd], t.instr):
+                ev.add(CODE, 2.0, f"a {cmd} command")
+                break
+    if tokens & _FS_TRIGGERS and (m := _word_search(_FS_TASK, t.instr)):
+        end = t.instr.find("\n", m.end())
+        quals = _count(_FS_QUALIFIER, t.instr[m.start() : end if end > 0 else None], 4)
+        if quals:
+            ev.add(CODE, 2.0 + 0.5 * min(quals, 3), "a shell task on files")
+        else:
+            ev.add(CODE, 1.0, "a task on files")
+    return requested or lang_request
+
+
+def _is_snake(t: _Text, start: int) -> bool:
+    """True when "python" means the snake: animal words near it and no code nouns."""
+    if start < 0:
+        start = t.region.find("python")
+    window = t.region[max(0, start - 80) : start + 80].translate(_WORD_SPLIT).split()
+    near = set(window)
+    return bool(near & SNAKE_WORDS) and not near & (CODE_NOUNS - {"version"})
+
+
+def _quantities(text: str, tokens: frozenset[str]) -> int:
+    """Numbers (not years, not citations like [4]) and number words in a short text."""
+    n = 0
+    for m in _NUMBER.finditer(text):
+        start = m.start()
+        if start and (text[start - 1].isalnum() or text[start - 1] in "[-/."):
+            continue  # part of a word, a citation, a date or a version
+        if not _YEAR.match(m.group(0)):
+            n += 1
+        if n >= 20:
+            break
+    # "one-third", "twenty-five": number words joined by a hyphen are one token.
+    joined = sum(1 for tok in tokens if "-" in tok and tok.partition("-")[0] in NUMBER_WORDS)
+    return n + len(tokens & NUMBER_WORDS) + joined
+
+
+def _last_question(text: str) -> str:
+    """The last or next-to-last sentence before any options block, if it is a question."""
+    cut = len(text)
+    for pat in (_OPTIONS_HEAD, _OPTION_LINE):
+        m = pat.search("\n" + text[-3000:])
+        if m:
+            cut = min(cut, len(text) - min(len(text), 3000) + m.start())
+    tail = text[:cut].rstrip()[-400:]
+    parts = [p for p in _SENTENCE_SPLIT.split(tail) if p.strip()]
+    for part in reversed(parts[-2:]):
+        if part.rstrip().endswith("?"):
+            return part.strip()
+    return ""
+
+
+def _reasoning(t: _Text, shape: float, code_request: bool, ev: _Evidence) -> None:
+    """Evidence of a problem to think through: word problems, equations, logic, proofs.
+
+    When the prompt asks for code, the maths in it is the subject of that code ("write a
+    function to compute the probability ..."): its evidence counts half.
+    """
+    text, region, tokens = t.text, t.region, t.tokens
+    scale = 0.5 if code_request else 1.0
+
+    def add(weight: float, reason: str) -> None:
+        ev.add(REASONING, weight * scale, reason)
+
+    if t.words < MAX_PROBLEM_WORDS:
+        quantities = _quantities(text, tokens)
+        question = _last_question(text).lower()
+        arithmetic = len(tokens & ARITHMETIC_WORDS)
+        if quantities >= 2 and question and _QUESTION_MATH.search(question):
+            weight = 2.5 + min(quantities, 6) * 0.15 + min(arithmetic, 4) * 0.2
+            if t.passage:  # numbers to read off a given passage, not to compute with
+                weight *= 0.6
+            add(weight, "quantities and a question")
+        elif quantities >= 1 and question and (
+            arithmetic >= 2 or (_HOW_MANY.search(question) and text.count(".") >= 1)
+        ):
+            # "I have a yam and two potatoes. How many vegetables do I have?"
+            add(2.0, "a quantity and a question about it")
+
+    gate = "(A)" in text or "(a)" in text or "A." in text or "A)" in text
+    n_opts = _count(_OPTION_LINE, t.nl, 10) if gate else 0
+    if _OPTIONS_HEAD.search(t.nl_low) and (n_opts >= 2 or _count(_YESNO_OPTION, t.nl_low) >= 2):
+        add(2.5, "a multiple-choice question")
+    elif n_opts >= 3:
+        add(1.0, "lettered choices")
+    if ("true" in tokens or "false" in tokens) and _BOOL_EXPR.search(text):
+        add(3.0, "a boolean expression to evaluate")
+    n = _count(_ARITH_PAREN, t.instr) + _count(_ARITH_CHAIN, t.instr)
+    if "what is" in region:
+        n += _count(_ARITH_WORDS, region)
+    if n:
+        add(2.0 + min(n, 3) * 0.3, "an arithmetic expression")
+    if shape < 3:
+        eq = _count(_EQ_POWER, region) if "^" in region else 0
+        eq += _count(_EQ_IMPLICIT, region) + _count(_EQ_FUNC, region) + _count(_EQ_SYMBOL, region)
+        eq += _count(_EQ_VAR_OP, region)
+        for m in _EQ_COMPARE.finditer(region):
+            before = region[max(0, m.start() - 3) : m.start()]
+            if _VARIABLE_BEFORE.fullmatch(before):  # "x = 3", "n>2": a variable
+                eq += 1
+        if eq:
+            add(min(0.75 * eq, 2.5), "an equation or formula")
+    if tokens & _MATH_VERBS and _word_search(_MATH_REQUEST, region):
+        add(1.5, "asks to solve or calculate")
+    if tokens & _PROOF_WORDS and _word_search(_PROOF, t.instr):
+        add(2.0, "asks for a proof")
+    if tokens & _PROBABILITY_WORDS and (n := len(_word_matches(_PROBABILITY, t.instr))):
+        add(min(1.5 + 0.5 * n, 2.5), "probability")
+    short = t.words < MAX_PROBLEM_WORDS  # puzzles are short; skip their rules on long text
+    n = len(_word_matches(_LOGIC, region, 8)) if short and tokens & _LOGIC_TRIGGERS else 0
+    logic_words = len(tokens & LOGIC_TERMS) if short else 0
+    if n or logic_words >= 2:
+        add(min(1.0 * n + 0.5 * logic_words, 3.5), "a logic puzzle")
+    if tokens & {"plausible", "valid", "invalid", "true"} and _word_search(_JUDGEMENT, region):
+        add(2.0, "asks to judge a statement")
+    if (maths := len(tokens & MATH_TERMS)) >= 2:
+        add(min(0.3 * maths, 1.5), "mathematical terms")
+    if tokens & {"step", "step-by-step", "your", "think"} and _STEP_BY_STEP.search(region):
+        add(2.0, "asks for step-by-step reasoning")
+    if tokens & {"many", "estimate", "fermi"} and _word_search(_ESTIMATE, t.instr):
+        add(1.0, "an estimate")
+    if short and tokens & _PLANNING_WORDS:
+        n = len(_word_matches(_CONSTRAINT, region, 8))
+        if n >= 3:
+            add(min(1.0 + 0.5 * n, 3.0), "planning under constraints")
+
+
+def _vision_text(t: _Text, ev: _Evidence) -> None:
+    """A request about a picture named in the text (no image attached)."""
+    if not t.tokens & _VISUAL_NOUNS:
+        return
+    best = 0.0
+    for m in _word_matches(_VISION_REF, t.instr):
+        det, adjectives = m.group(1), m.group(2).split()
+        if any(a in _VISION_IDIOM for a in adjectives):
+            continue  # "the big picture", "brand image"
+        rest = t.instr[m.end() : m.end() + 12].split()
+        if tuple(rest[:2]) in _VISION_AFTER_BLOCK or rest[:1] == ["skating"]:
+            continue  # "a figure of speech", "the picture of health", "figure skating"
+        # "this chart", "the attached photo", "the diagram above": a picture at hand.
+        strong = det in _VISION_STRONG_DET or any(a in _VISION_STRONG_DET for a in adjectives)
+        strong = strong or bool(rest and rest[0] in _VISION_AFTER_STRONG)
+        best = max(best, 2.5 if strong else 1.0)
+        if best >= 2.5:
+            break
+    if best:
+        ev.add(VISION, best, "refers to a picture")
+    if t.tokens & _VISION_ASK_WORDS and _word_search(_VISION_ASK, t.instr):
+        ev.add(VISION, 1.5, "asks what is shown")
+
+
+def _quick(t: _Text, shape: float, ev: _Evidence) -> None:
+    """Cues of a request a small model handles well; they tip mixed signals to quick."""
+    region, tokens = t.region, t.tokens
+    m = _QUICK_OPENER.match(region)
+    opener = m.group(1) if m else ""
+    if opener in QUICK_VERBS and tokens & QUICK_OBJECTS:
+        ev.add(QUICK, 1.0, f"a writing task ({opener})")
+    elif opener in {"summarize", "summarise", "paraphrase", "rephrase", "proofread",
+                    "translate", "extract", "reword"}:
+        ev.add(QUICK, 1.0, f"a text task ({opener})")
+    meaning = tokens & {"mean", "means", "meaning"}
+    if shape < 1.5 and meaning and _word_search(_ERROR_QUESTION, region):
+        ev.add(QUICK, 2.5, "asks what an error message means, no code to fix")
+    if shape < 1 and _word_search(_ABOUT_QUESTION, region[:200]):
+        ev.add(QUICK, 0.75, "a question about, not a task in, the subject")
+    if shape < 1 and t.passage:
+        ev.add(QUICK, 1.0, "a question about a given passage")
+    prose = _count(_PROSE_LINE, t.nl, 20)
+    if prose >= 2 and shape < 1:
+        ev.add(QUICK, min(0.25 * prose, 1.0), "mostly prose")
+
+
+_default: Classifier | None = None
+
+
+def classify(
+    prompt: str,
+    image: bool = False,
+    extra_keywords: Mapping[str, Mapping[str, float]] | None = None,
+) -> Classification:
+    """Classify with a cached default `Classifier` (a new one when keywords are given)."""
+    global _default
+    if extra_keywords:
+        return Classifier(extra_keywords).classify(prompt, image)
+    if _default is None:
+        _default = Classifier()
+    return _default.classify(prompt, image)
+
+
+def baseline_route(prompt: str) -> str:
+    """The article's keyword router exactly as written (substring matching), for the
+    benchmark only: it returns the route name instead of the article's model entry."""
+    p = prompt.lower()
+    if any(w in p for w in ["image", "screenshot", "picture", "see this", "what's on"]):
+        return "vision"
+    if any(
+        w in p
+        for w in [
+            "function", "class", "debug", "refactor", "implement", "write code", "python",
+            "javascript", "typescript", "api endpoint", "sql", "regex",
+        ]
+    ):
+        return "code"
+    if any(
+        w in p
+        for w in [
+            "prove", "solve", "calculate", "math", "logic", "reason", "analyze", "compare",
+            "evaluate",
+        ]
+    ):
+        return "reasoning"
+    return "quick"
