@@ -151,8 +151,11 @@ def test_a_borderline_prompt_stays_on_the_sticky_route() -> None:
     hist = RouteHistory()
     for t in (0.0, 10.0, 20.0):
         hist.add(t, "code")
-    weak = cls("quick", confidence=0.4)
+    weak = replace(cls("quick", confidence=0.4), scores={"quick": 1.0, "code": 0.8})
     assert choose(weak, LAB, CFG, history=hist, now=30.0)[0].route == "code"
+    # a weak quick prompt with no sign of code at all does not stick
+    unrelated = cls("quick", confidence=0.4)
+    assert choose(unrelated, LAB, CFG, history=hist, now=30.0)[0].route == "quick"
     strong = cls("quick", confidence=0.9)
     assert choose(strong, LAB, CFG, history=hist, now=30.0)[0].route == "quick"
     # stale history does not stick

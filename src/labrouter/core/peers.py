@@ -15,14 +15,15 @@ import enum
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 _PARAMS_RE = re.compile(r"(?:^|[:\-_])(\d+(?:\.\d+)?)([bm])(?:$|[\-_:])", re.I)
 
 
-class NodeState(str, enum.Enum):
+class NodeState(enum.StrEnum):
     JOINING = "joining"  # heard from, not yet proven to own its address: gets no work
     ALIVE = "alive"
     SUSPECT = "suspect"  # silent for a while, being probed; still routable as a last resort
@@ -102,6 +103,7 @@ class Peer:
     version: str = ""
     in_flight: int = 0
     epoch: int = 0
+    interval: float = 0.0  # the node's announced interval; 0: the table's own
 
     @property
     def routable(self) -> bool:
@@ -112,13 +114,16 @@ class Peer:
 class PeerTable:
     """All known nodes by id. Mutated only on the event loop's thread.
 
-    The states advance by ``tick(now)``; thresholds are in seconds and come from the
-    cluster interval (see docs/protocol.md for why these multiples).
+    The states advance by ``tick(now)``; thresholds are multiples of the interval the
+    node announced (else the table's), see docs/protocol.md for why these multiples:
+    suspect after 3.5 silent intervals (at 5 % loss that is three heartbeats lost in a row,
+    ~14 false suspicions per pair per day, which cost nothing but three probes), down one
+    interval later when neither a heartbeat nor any of the three probes came back.
     """
 
     interval: float = 1.0
-    suspect_after: float = 3.5  # intervals of silence before suspect
-    down_after: float = 8.0  # intervals of silence before down (probes failed meanwhile)
+    suspect_after: float = 3.5  # intervals of silence before suspect (probes start)
+    down_after: float = 4.5  # intervals of silence before down (the probes failed meanwhile)
     forget_after: float = 3600.0  # seconds a down or left node stays listed
     max_peers: int = 256
     peers: dict[str, Peer] = field(default_factory=dict)
@@ -160,6 +165,26 @@ class PeerTable:
         log.info("node %s (%s): %s -> %s", old.name, node_id[:8], old.state.value, state.value)
         self.peers[node_id] = replace(old, state=state, since=now)
 
+    def heard(self, node_id: str, now: float) -> Peer | None:
+        """Proof of life without new state (a probe answered): back to alive if suspect."""
+        old = self.peers.get(node_id)
+        if old is None or old.is_self:
+            return old
+        new = replace(old, last_seen=now)
+        if old.state in (NodeState.SUSPECT, NodeState.DOWN):
+            log.info("node %s (%s): %s -> alive", old.name, node_id[:8], old.state.value)
+            new = replace(new, state=NodeState.ALIVE, since=now)
+        self.peers[node_id] = new
+        return new
+
+    def left(self, node_id: str, now: float) -> Peer | None:
+        """A goodbye: the node is listed as left (and never routable) until forgotten."""
+        self.mark(node_id, NodeState.LEFT, now)
+        return self.peers.get(node_id)
+
+    def interval_of(self, peer: Peer) -> float:
+        return peer.interval if peer.interval > 0 else self.interval
+
     def tick(self, now: float) -> list[Peer]:
         """Advance states by silence. Returns the peers whose state changed."""
         changed = []
@@ -167,11 +192,12 @@ class PeerTable:
             if p.is_self:
                 continue
             silent = now - p.last_seen
+            iv = self.interval_of(p)
             target = p.state
             if p.state in (NodeState.ALIVE, NodeState.JOINING) and \
-                    silent > self.suspect_after * self.interval:
+                    silent > self.suspect_after * iv:
                 target = NodeState.SUSPECT if p.state == NodeState.ALIVE else NodeState.DOWN
-            if p.state == NodeState.SUSPECT and silent > self.down_after * self.interval:
+            if p.state == NodeState.SUSPECT and silent > self.down_after * iv:
                 target = NodeState.DOWN
             if p.state in (NodeState.DOWN, NodeState.LEFT) and silent > self.forget_after:
                 del self.peers[p.node_id]
@@ -204,6 +230,42 @@ class PeerTable:
         gone.sort(key=lambda p: p.last_seen)
         for p in gone[:1]:
             del self.peers[p.node_id]
+
+
+def _server_to_dict(s: ServerState) -> dict[str, Any]:
+    d = asdict(s)
+    d.pop("api_key_env", None)  # names an environment variable of this machine only
+    d["models"] = [asdict(m) for m in s.models]
+    d["loaded"] = list(s.loaded)
+    return d
+
+
+def _server_from_dict(d: dict[str, Any]) -> ServerState:
+    known = {f.name for f in fields(ServerState)}
+    kw = {k: v for k, v in d.items() if k in known}
+    kw["models"] = tuple(ModelInfo(**{k: v for k, v in m.items()
+                                      if k in {f.name for f in fields(ModelInfo)}})
+                         for m in d.get("models", ()))
+    kw["loaded"] = tuple(d.get("loaded", ()))
+    return ServerState(**kw)
+
+
+def peer_to_dict(peer: Peer) -> dict[str, Any]:
+    """A JSON-safe dict of a peer (for the control channel and `labrouter nodes --json`)."""
+    d = asdict(peer)
+    d["state"] = peer.state.value
+    d["servers"] = [_server_to_dict(s) for s in peer.servers]
+    d["routable"] = peer.routable
+    return d
+
+
+def peer_from_dict(d: dict[str, Any]) -> Peer:
+    """The inverse of peer_to_dict; unknown keys are ignored."""
+    known = {f.name for f in fields(Peer)}
+    kw = {k: v for k, v in d.items() if k in known}
+    kw["state"] = NodeState(d.get("state", NodeState.ALIVE.value))
+    kw["servers"] = tuple(_server_from_dict(s) for s in d.get("servers", ()))
+    return Peer(**kw)
 
 
 def static_peers(name: str, servers: Iterable[ServerState]) -> list[Peer]:

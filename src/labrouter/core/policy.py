@@ -172,7 +172,9 @@ def resolve_route(c: Classification, history: RouteHistory | None, now: float,
         return forced, f"route {forced} (asked for)"
     if history is not None and c.confidence < BORDERLINE:
         sticky = history.sticky_route(now)
-        if sticky and sticky != c.route:
+        # only a prompt with some evidence for the sticky route stays on it: a follow-up
+        # about the code sticks, "tell me a joke" after three code prompts does not
+        if sticky and sticky != c.route and c.scores.get(sticky, 0.0) > 0:
             return sticky, (f"route {sticky}: the prompt looked {c.route} but only weakly "
                             f"(confidence {c.confidence:.2f}), and the last {STICKY_COUNT} "
                             f"requests went to {sticky}")
