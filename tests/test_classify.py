@@ -370,3 +370,15 @@ def test_baseline_is_the_article_router() -> None:
     assert baseline_route("a yoga class") == "code"  # substring matching, as written
     assert baseline_route("compare these two hotels") == "reasoning"
     assert baseline_route("hello there") == "quick"
+
+
+@pytest.mark.parametrize("prompt,route", [
+    ("How do I reverse a linked list in C++?", "code"),
+    ("How can I read a CSV file in Rust?", "code"),
+    ("How do you pronounce croissant in French?", "quick"),
+    ("A bus leaves at 9:00 going 60 km/h; a car follows at 10:00 going 90 km/h. "
+     "When does the car catch up?", "reasoning"),
+    ("When does the museum open on Sundays?", "quick"),
+])
+def test_how_to_in_a_language_and_when_questions(prompt: str, route: str) -> None:
+    assert classify(prompt).route == route

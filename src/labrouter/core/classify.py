@@ -463,9 +463,13 @@ _QUESTION_MATH = re.compile(
     r"maximum|final|date|times?|relationship|day)\b|what(?:'s| is) -?\d|by how|"
     r"(?:which|who|what)\b[^?]{0,80}\b(?:first|last|second|third|fastest|slowest|oldest|"
     r"youngest|tallest|shortest|left|right|truth)\b|does \w+ (?:tell|lie|have)|"
-    r"(?:at|in|after|before|between) (?:what|how)"
+    r"(?:at|in|after|before|between) (?:what|how)|"
+    # "when does the second train catch up?": a time asked for, with quantities around it
+    r"when (?:will|does|do|did|would|is|are|can)\b"
 )
 _HOW_MANY = re.compile(r"how (?:many|much)\b")
+# A how-to question: with "in <language>" after it, it asks for code.
+_HOW_TO = re.compile(r"\bhow (?:do|can|could|would|should|to)\b(?: (?:i|you|we|one)\b)?")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 
 # --------------------------------------------------------------------------- vision
@@ -893,8 +897,10 @@ def _code_words(t: _Text, shape: float, ev: _Evidence) -> bool:
             langs.add(lang)
             # "Implement a queue ... in Python": a code verb in the same sentence.
             start = max(t.region.rfind(".", 0, m.start()), t.region.rfind("\n", 0, m.start()))
-            if _CODE_VERB_WORD.search(t.region, start + 1, m.start()):
-                lang_request = True
+            if _CODE_VERB_WORD.search(t.region, start + 1, m.start()) or _HOW_TO.search(
+                t.region, start + 1, m.start()
+            ):
+                lang_request = True  # "how do I reverse a linked list in C++?" too
         if "python" in tokens and "python" not in langs and not _is_snake(t, -1):
             langs.add("python")
     scale = 0.5 if shape < 1 and t.words > 150 else 1.0  # words in a passage, not a task
