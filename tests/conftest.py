@@ -22,6 +22,9 @@ def labrouter_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in _SCRUB:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # no test daemon sends a datagram off loopback (tests/test_netns.py lifts this inside
+    # the namespaces it makes itself)
+    monkeypatch.setenv("LABROUTER_LOOPBACK_ONLY", "1")
     home = tmp_path / "lrhome"
     monkeypatch.setenv("LABROUTER_HOME", str(home))
     return home

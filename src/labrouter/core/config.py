@@ -120,6 +120,7 @@ class ApiConfig:
     enabled: bool = True
     bind: str = "127.0.0.1"
     port: int = API_PORT
+    allow_lan: bool = False  # a bind off loopback is refused unless this is on
 
 
 def default_routes() -> dict[str, RouteConfig]:

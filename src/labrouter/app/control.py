@@ -1,0 +1,177 @@
+"""The control channel between the CLI (or tray) and the running daemon.
+
+Owns ``ControlServer``: a TCP server on 127.0.0.1 (an ephemeral port, loopback only), whose
+port, a random token and the daemon's pid are written to ``paths.control_file`` (mode
+0600). Requests are JSON lines ``{"token": ..., "cmd": ..., ...}``, answers are JSON lines
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": ..., "hint": ...}``. Commands
+are registered by name (the daemon registers status, nodes, pause, resume,
+report_failure, stop; other services may add theirs).
+
+Owns ``ControlClient`` (plain blocking sockets, for the CLI): ``from_paths(paths)`` returns
+None when no daemon runs. Must not import desktop packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import inspect
+import json
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..core.errors import DaemonError, LabrouterError
+from .paths import Paths, write_private
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], Any | Awaitable[Any]]
+MAX_LINE = 1_000_000
+
+
+class ControlServer:
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+        self.token = secrets.token_hex(16)
+        self.handlers: dict[str, Handler] = {}
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+
+    def register(self, cmd: str, handler: Handler) -> None:
+        self.handlers[cmd] = handler
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0,
+                                                  limit=MAX_LINE)
+        self.port = self._server.sockets[0].getsockname()[1]
+        write_private(self.paths.control_file, json.dumps(
+            {"port": self.port, "token": self.token, "pid": os.getpid()}).encode())
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            except TimeoutError:
+                pass
+            self._server = None
+        try:
+            d = json.loads(self.paths.control_file.read_text(encoding="utf-8"))
+            if d.get("token") == self.token:
+                self.paths.control_file.unlink()
+        except (OSError, ValueError):
+            pass
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    break
+                if not line:
+                    break
+                reply = await self._dispatch(line)
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _dispatch(self, line: bytes) -> dict[str, Any]:
+        try:
+            req = json.loads(line)
+            if not isinstance(req, dict):
+                raise ValueError
+        except ValueError:
+            return {"ok": False, "error": "not a JSON object"}
+        if not hmac.compare_digest(str(req.get("token", "")), self.token):
+            return {"ok": False, "error": "bad token"}
+        cmd = str(req.get("cmd", ""))
+        handler = self.handlers.get(cmd)
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {cmd!r}",
+                    "hint": f"commands: {', '.join(sorted(self.handlers))}"}
+        try:
+            result = handler(req)
+            if inspect.isawaitable(result):
+                result = await result
+            return {"ok": True, "result": result}
+        except LabrouterError as exc:
+            return {"ok": False, "error": exc.message, "hint": exc.hint}
+        except Exception as exc:  # noqa: BLE001 - the daemon keeps running
+            log.exception("control command %s failed", cmd)
+            return {"ok": False, "error": f"{cmd} failed: {exc}"}
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if os.name == "nt":
+        return True  # the connect below decides
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ControlClient:
+    """Talks to the running daemon. One short connection per call."""
+
+    def __init__(self, port: int, token: str, pid: int = 0, timeout: float = 5.0) -> None:
+        self.port, self.token, self.pid, self.timeout = port, token, pid, timeout
+
+    @classmethod
+    def from_paths(cls, paths: Paths, timeout: float = 5.0) -> ControlClient | None:
+        """A client for the daemon of these paths, or None when none runs."""
+        try:
+            d = json.loads(paths.control_file.read_text(encoding="utf-8"))
+            port, token, pid = int(d["port"]), str(d["token"]), int(d.get("pid", 0))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if pid and not _pid_alive(pid):
+            return None
+        client = cls(port, token, pid, timeout)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=min(timeout, 2.0)):
+                pass
+        except OSError:
+            return None
+        return client
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        """Run one command in the daemon; its result, or DaemonError with its message."""
+        return self.request({**args, "cmd": cmd})
+
+    def request(self, req_obj: dict[str, Any]) -> Any:
+        """The same as call() with the request as a dict: ``{"cmd": ..., ...}``."""
+        req = json.dumps({**req_obj, "token": self.token}).encode() + b"\n"
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout) as s:
+                s.sendall(req)
+                buf = b""
+                while not buf.endswith(b"\n"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+        except OSError as exc:
+            raise DaemonError(f"the daemon did not answer ({exc})",
+                              hint="Check `labrouter status`; restart it with "
+                                   "`labrouter run`.") from None
+        try:
+            reply = json.loads(buf)
+        except ValueError:
+            raise DaemonError("the daemon sent a garbled answer",
+                              hint="Restart it with `labrouter run`.") from None
+        if not reply.get("ok"):
+            raise DaemonError(str(reply.get("error", "refused")), hint=str(reply.get("hint", "")))
+        return reply.get("result")

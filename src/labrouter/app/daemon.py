@@ -1,0 +1,518 @@
+"""The labrouter daemon: gossip, the local monitor, pausing and the control channel.
+
+Owns ``Daemon``, the one object that wires the cluster together on one asyncio loop:
+the ``PeerTable`` (this machine first), the ``GossipService`` (only with a cluster key),
+the ``Monitor`` of this machine's servers, the pause state (persisted, with its until-time,
+auto-pause while a named process runs, unload on pause), the ``ControlServer`` for the CLI
+and the tray, and services other parts add (``add_service``: the relay, the API).
+
+Threading: every method that changes state runs on the daemon's loop. ``pause``,
+``resume``, ``announce_now`` and ``stop`` may be called from any thread (they hand over
+with ``call_soon_threadsafe``); ``snapshot`` returns a copy and is safe anywhere.
+``run_headless()`` runs the loop on the calling (main) thread until SIGTERM or Ctrl+C;
+``start_in_thread()`` runs it on a worker thread for the tray, which owns the main thread.
+
+Must not import desktop packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from .. import __version__
+from ..cluster.gossip import GossipNode, GossipService, TransportOptions
+from ..cluster.keys import Keyring, fingerprint, load_keyring
+from ..cluster.monitor import Monitor
+from ..core.errors import DaemonError, KeyringError, LabrouterError
+from ..core.peers import NodeState, Peer, PeerTable, ServerState, peer_to_dict
+from .control import ControlServer
+from .lock import InstanceLock
+from .paths import ensure_dir, write_atomic
+from .pause import PauseState, load_pause, running_process, save_pause
+from .settings import Context
+
+log = logging.getLogger(__name__)
+
+AUTO_PAUSE_EVERY = 5.0  # seconds between process-list checks for pause_when_running
+HOUSEKEEPING_EVERY = 1.0
+
+
+class Service(Protocol):
+    async def start(self, daemon: Daemon) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class SelfInfo:
+    """What this node says about itself besides its servers and pause state."""
+
+    node_id: str
+    name: str
+    os: str
+    version: str = __version__
+    address: str = ""  # "": peers use the source address of our packets
+    port: int = 0  # UDP port of the cluster
+    relay_port: int = 0  # set by the relay service before gossip starts
+    cert_fingerprint: str = ""  # set by the relay service
+
+
+def os_name() -> str:
+    if sys.platform == "darwin":
+        return "macos"
+    if sys.platform == "win32":
+        return "windows"
+    return "linux" if sys.platform.startswith("linux") else sys.platform
+
+
+def load_node_id(path: Any) -> str:
+    """This install's stable random node id (32 hex digits), created on first use."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        if len(text) == 32 and all(c in "0123456789abcdef" for c in text):
+            return text
+    except OSError:
+        pass
+    node_id = secrets.token_hex(16)
+    write_atomic(path, node_id + "\n")
+    return node_id
+
+
+class Daemon:
+    def __init__(self, ctx: Context, *, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, monitor: Monitor | None = None,
+                 loss: float = 0.0, seed: int | None = None) -> None:
+        self.ctx = ctx
+        self.config = ctx.config
+        self.paths = ctx.paths
+        self.clock, self.wall = clock, wall
+        self.loss, self.seed = loss, seed
+        ensure_dir(self.paths.data_dir)
+        self.keyring: Keyring = load_keyring(self.paths.keyring_file)
+        self._keyring_mtime = self._mtime()
+        node_id = load_node_id(self.paths.node_id_file)
+        self.epoch = secrets.randbits(63) | 1
+        self.self_info = SelfInfo(node_id=node_id, name=self.config.node.name, os=os_name(),
+                                  port=self.config.cluster.port)
+        self.table = PeerTable(interval=self.config.cluster.interval)
+        self.in_flight: dict[str, int] = {}
+        self.monitor = monitor or Monitor(self.config.servers, self.config.timeouts)
+        self.servers: list[ServerState] = list(self.monitor.states)
+        self.pause_state: PauseState = load_pause(self.paths.pause_file, wall())
+        self.control = ControlServer(self.paths)
+        self.gossip: GossipService | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.started_at = 0.0
+        self._services: list[Service] = []
+        self._started_services: list[Service] = []
+        self._callbacks: list[Callable[[], None]] = []
+        self._stop: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._lock = InstanceLock(self.paths.lock_file)
+        self._last_auto_check = -1e9
+        self._register_control()
+        self._refresh_self()
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def node_id(self) -> str:
+        return self.self_info.node_id
+
+    def add_service(self, svc: Service) -> None:
+        """Started (in order) after the control channel, before gossip; stopped in reverse."""
+        self._services.append(svc)
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Called on the loop whenever the table (or this node's own state) changes."""
+        self._callbacks.append(callback)
+
+    def snapshot(self) -> list[Peer]:
+        """Every peer, this machine first (a copy; safe from any thread)."""
+        if self._on_loop_thread():
+            self._refresh_self()
+            return self.table.snapshot()
+        for _ in range(5):  # another thread: read only; retry if the loop resized the dict
+            try:
+                others = [p for p in list(self.table.peers.values()) if not p.is_self]
+                break
+            except RuntimeError:
+                continue
+        else:
+            others = []
+        return [self._self_peer(), *sorted(others, key=lambda p: (p.name, p.node_id))]
+
+    def _on_loop_thread(self) -> bool:
+        loop = self.loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return True
+        try:
+            return asyncio.get_running_loop() is loop
+        except RuntimeError:
+            return False
+
+    def announce_now(self) -> None:
+        self._threadsafe(self._announce_now)
+
+    def pause(self, reason: str = "", until: float | None = None, auto: bool = False) -> None:
+        self._threadsafe(self._pause, reason, until, auto)
+
+    def resume(self) -> None:
+        self._threadsafe(self._resume)
+
+    def report_failure(self, node_id: str, server_id: str) -> None:
+        """Passive health: a request to that server failed as if it were down."""
+        self._threadsafe(self.table.server_failed, node_id, server_id, self.clock())
+
+    def request_stop(self) -> None:
+        self._threadsafe(self._request_stop)
+
+    # ------------------------------------------------------------ running
+
+    def run_headless(self) -> int:
+        """Run on this (main) thread until SIGTERM, SIGINT or a `stop` command."""
+        try:
+            asyncio.run(self.serve(install_signals=True))
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    def start_in_thread(self, timeout: float = 30.0) -> threading.Thread:
+        """Run the loop on a worker thread (for the tray). Returns once it is serving."""
+        def target() -> None:
+            try:
+                asyncio.run(self.serve(install_signals=False))
+            except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+                self._startup_error = exc
+                self._ready.set()
+
+        self._thread = threading.Thread(target=target, name="labrouter-loop", daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout)
+        if self._startup_error is not None:
+            raise self._startup_error
+        return self._thread
+
+    run_in_thread = start_in_thread
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop a daemon started with start_in_thread (any thread), and wait for it."""
+        self.request_stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    async def serve(self, install_signals: bool = False) -> None:
+        """Start everything, run until asked to stop, then stop cleanly with a goodbye."""
+        self.loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._lock.acquire()
+        try:
+            await self._start()
+            if install_signals:
+                self._install_signals()
+            self._ready.set()
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+            self._lock.release()
+
+    # ------------------------------------------------------------ internals
+
+    def _threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._on_loop_thread():
+            fn(*args)
+        else:
+            assert self.loop is not None
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _install_signals(self) -> None:
+        assert self.loop is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self.loop.add_signal_handler(sig, self._request_stop)
+            except (NotImplementedError, RuntimeError, ValueError):
+                # Windows: the handler runs between bytecodes, hand it to the loop
+                signal.signal(sig, lambda *_: self.request_stop())
+
+    def _request_stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _start(self) -> None:
+        self.started_at = self.clock()
+        log.info("labrouter %s starting: node %s (%s), epoch %x, home %s", __version__,
+                 self.self_info.name, self.node_id[:8], self.epoch, self.paths.data_dir)
+        if self.pause_state.paused:
+            log.info("still paused from before (%s)", self.pause_state.reason or "no reason")
+        await self.control.start()
+        for svc in self._services:
+            try:
+                await svc.start(self)
+            except (LabrouterError, OSError) as exc:
+                # one service that cannot start (a port in use) must not take the daemon
+                # and the cluster down with it: say so and go on without it
+                hint = getattr(exc, "hint", "")
+                log.error("%s not started: %s%s", type(svc).__name__, exc,
+                          f" ({hint})" if hint else "")
+                continue
+            self._started_services.append(svc)
+        await self._poll_servers()
+        await self._start_gossip()
+        self._tasks = [asyncio.create_task(self._monitor_loop(), name="monitor"),
+                       asyncio.create_task(self._housekeeping_loop(), name="housekeeping")]
+        log.info("ready; control channel on 127.0.0.1:%d", self.control.port)
+
+    async def _start_gossip(self) -> None:
+        cl = self.config.cluster
+        if self.keyring.active_key is None:
+            log.warning(
+                "no cluster key: serving only this machine. To join a cluster, run "
+                "`labrouter key export` on a machine of it and `labrouter join CODE` here; "
+                "to start a cluster, run `labrouter init`.")
+            return
+        node = GossipNode(self.node_id, self.epoch, keys=self._keys,
+                          active_key=lambda: self.keyring.active_key, table=self.table,
+                          self_peer=self._self_peer, interval=cl.interval)
+        opts = TransportOptions(bind=cl.bind, port=cl.port, broadcast=cl.broadcast,
+                                multicast6=cl.multicast6, peers=cl.peers, loss=self.loss,
+                                seed=self.seed or 0)
+        svc = GossipService(node, opts, self.clock, self.wall, on_change=self._changed,
+                            seed=self.seed)
+        try:
+            await svc.start()
+        except OSError as exc:
+            raise DaemonError(
+                f"cannot open the cluster port {cl.bind}:{cl.port}/udp: {exc.strerror or exc}",
+                hint="Another program uses it, or the address is not on this machine; set "
+                     "[cluster] port or bind in the config.") from None
+        self.gossip = svc
+        self.self_info.port = svc.transport.local_port
+        log.info("cluster key %s; announcing on %s:%d/udp every %.2g s%s%s",
+                 fingerprint(self.keyring.active_key or b""), cl.bind,
+                 self.self_info.port, cl.interval, " (broadcast)" if cl.broadcast else "",
+                 f", peers {', '.join(cl.peers)}" if cl.peers else "")
+
+    def _keys(self) -> dict[bytes, bytes]:
+        return self.keyring.by_id()
+
+    async def _shutdown(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
+        if self.gossip is not None:
+            with contextlib.suppress(Exception):
+                await self.gossip.stop(goodbye=True)
+            self.gossip = None
+        for svc in reversed(self._started_services):
+            try:
+                await svc.stop()
+            except Exception:  # noqa: BLE001
+                log.exception("a service failed to stop")
+        self._started_services = []
+        await self.control.stop()
+        with contextlib.suppress(Exception):
+            await self.monitor.aclose()
+        log.info("stopped")
+
+    def _self_peer(self) -> Peer:
+        ps = self.pause_state
+        servers = tuple(replace(s, in_flight=self.in_flight.get(s.id, 0)) for s in self.servers)
+        si = self.self_info
+        return Peer(node_id=si.node_id, name=si.name, state=NodeState.ALIVE, is_self=True,
+                    address=si.address, port=si.port, relay_port=si.relay_port,
+                    cert_fingerprint=si.cert_fingerprint, servers=servers,
+                    paused=ps.paused, pause_reason=ps.reason, paused_until=ps.until,
+                    os=si.os, version=si.version, in_flight=sum(self.in_flight.values()),
+                    epoch=self.epoch, interval=self.config.cluster.interval,
+                    since=self.started_at, last_seen=self.clock())
+
+    def _refresh_self(self) -> None:
+        self.table.set_self(self._self_peer())
+
+    def _changed(self) -> None:
+        for cb in list(self._callbacks):
+            try:
+                cb()
+            except Exception:  # noqa: BLE001
+                log.exception("an on_change callback failed")
+
+    def _announce_now(self) -> None:
+        self._refresh_self()
+        if self.gossip is not None:
+            self.gossip.announce_now()
+        self._changed()
+
+    async def _poll_servers(self) -> bool:
+        new = await self.monitor.poll()
+        key = [(s.id, s.up, s.loaded, tuple(m.name for m in s.models)) for s in new]
+        old = [(s.id, s.up, s.loaded, tuple(m.name for m in s.models)) for s in self.servers]
+        self.servers = list(new)
+        if key != old:
+            self._announce_now()
+            return True
+        return False
+
+    async def _monitor_loop(self) -> None:
+        iv = self.config.cluster.interval
+        while True:
+            await asyncio.sleep(iv)
+            try:
+                await self._poll_servers()
+            except Exception:  # noqa: BLE001
+                log.exception("monitor poll failed")
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_EVERY)
+            try:
+                await self._housekeeping()
+            except Exception:  # noqa: BLE001
+                log.exception("housekeeping failed")
+
+    async def _housekeeping(self) -> None:
+        ps = self.pause_state
+        if ps.expired(self.wall()):
+            log.info("pause ended (its until-time passed)")
+            self._resume()
+        names = self.config.node.pause_when_running
+        now = self.clock()
+        if names and now - self._last_auto_check >= AUTO_PAUSE_EVERY:
+            self._last_auto_check = now
+            proc = await asyncio.to_thread(running_process, names)
+            if proc and not self.pause_state.paused:
+                self._pause(f"{proc} is running", None, auto=True)
+            elif not proc and self.pause_state.paused and self.pause_state.auto:
+                log.info("auto-pause lifted: no process of %s runs", ", ".join(names))
+                self._resume()
+        mtime = self._mtime()
+        if mtime != self._keyring_mtime:
+            self._keyring_mtime = mtime
+            try:
+                self.keyring = load_keyring(self.paths.keyring_file)
+                log.info("keyring reloaded; active key %s",
+                         fingerprint(self.keyring.active_key) if self.keyring.active_key
+                         else "none")
+            except KeyringError as exc:
+                log.warning("keyring not reloaded: %s", exc)
+            if self.gossip is None and self.keyring.active_key is not None:
+                await self._start_gossip()
+
+    def _mtime(self) -> float:
+        try:
+            return self.paths.keyring_file.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def _pause(self, reason: str, until: float | None, auto: bool = False) -> None:
+        self.pause_state = PauseState(True, reason, until, auto)
+        save_pause(self.paths.pause_file, self.pause_state)
+        log.info("paused%s%s", f": {reason}" if reason else "",
+                 f" until {time.strftime('%Y-%m-%d %H:%M', time.localtime(until))}"
+                 if until else "")
+        self._announce_now()
+        if self.config.node.unload_on_pause and self.loop is not None:
+            self.loop.create_task(self._unload())
+
+    async def _unload(self) -> None:
+        names = await self.monitor.unload_all()
+        if names:
+            log.info("unloaded %s for the pause", ", ".join(names))
+            await self._poll_servers()
+
+    def _resume(self) -> None:
+        was = self.pause_state.paused
+        self.pause_state = PauseState()
+        save_pause(self.paths.pause_file, self.pause_state)
+        if was:
+            log.info("resumed")
+        self._announce_now()
+
+    # ------------------------------------------------------------ control channel
+
+    def _register_control(self) -> None:
+        c = self.control
+        c.register("status", lambda req: self.status())
+        c.register("nodes", lambda req: {
+            "now": self.clock(), "wall": self.wall(),
+            "nodes": [peer_to_dict(p) for p in self.snapshot()]})
+        c.register("pause", self._control_pause)
+        c.register("resume", lambda req: (self._resume(), self.status())[1])
+        c.register("report_failure", self._control_failure)
+        c.register("stop", self._control_stop)
+
+    def _control_stop(self, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.loop is not None
+        self.loop.call_later(0.05, self._request_stop)  # after the answer went out
+        return {"stopping": True, "pid": os.getpid()}
+
+    def _control_pause(self, req: dict[str, Any]) -> dict[str, Any]:
+        until = req.get("until")
+        if until is not None and not isinstance(until, (int, float)):
+            raise LabrouterError("until must be a number (Unix seconds)")
+        self._pause(str(req.get("reason", ""))[:200], float(until) if until else None)
+        return self.status()
+
+    def _control_failure(self, req: dict[str, Any]) -> dict[str, Any]:
+        node = str(req.get("node_id", ""))
+        server = str(req.get("server_id", req.get("server", "")))
+        if node in ("", "local"):
+            node = self.node_id
+        self.table.server_failed(node, server, self.clock())
+        return {"node_id": node, "server_id": server, "suspect": True}
+
+    def status(self) -> dict[str, Any]:
+        self._refresh_self()
+        counts: dict[str, int] = {}
+        for p in self.table.peers.values():
+            if not p.is_self:
+                counts[p.state.value] = counts.get(p.state.value, 0) + 1
+        ps = self.pause_state
+        key = self.keyring.active_key
+        g = self.gossip
+        return {
+            "node_id": self.node_id, "name": self.self_info.name, "pid": os.getpid(),
+            "version": __version__, "epoch": self.epoch,
+            "uptime": round(self.clock() - self.started_at, 1),
+            "cluster": g is not None, "key": fingerprint(key) if key else "",
+            "port": self.self_info.port if g else 0,
+            "paused": ps.paused, "pause_reason": ps.reason, "paused_until": ps.until,
+            "auto_paused": ps.auto,
+            "nodes": counts,
+            "servers": [{"id": s.id, "up": s.up, "models": len(s.models),
+                         "loaded": list(s.loaded), "error": s.error} for s in self.servers],
+            "in_flight": sum(self.in_flight.values()),
+            "drops": g.node.drops() if g else {},
+            "traffic": vars(g.stats).copy() if g else {},
+        }
+
+
+def run(ctx: Context, headless: bool = True) -> int:
+    """`labrouter run`: the daemon in the foreground. The tray path is added by desktop/."""
+    from .logsetup import configure
+
+    configure(ctx.paths)
+    daemon = Daemon(ctx)
+    from .http_services import standard_services
+
+    for svc in standard_services():
+        daemon.add_service(svc)
+    if not headless:
+        log.info("no tray yet: running headless")
+    return daemon.run_headless()
