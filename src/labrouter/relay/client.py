@@ -1,0 +1,451 @@
+"""The relay client: a ``Backend`` that reaches one server of one peer through its relay.
+
+Owns ``RelayBackend`` (the Backend protocol over the relay API of ``server.py``), the pinning
+of the peer's certificate to the fingerprint it announced, the key proof on every request,
+the translation of every aiohttp error and relay status into ``core.errors`` types where it
+enters, and ``RelayConnector`` / ``relay_connector()``, the router's ``connector(candidate)``:
+this machine's own servers are reached directly, a peer's servers through its relay.
+
+Pinning uses ``aiohttp.Fingerprint``: the connector compares the SHA-256 of the peer's DER
+certificate right after the TLS handshake, before a request byte is written, so a prompt is
+never sent to a machine that does not hold the announced certificate. No CA and no host
+name are involved; environment proxies are ignored (``trust_env=False``).
+
+Must not import ``app`` or ``desktop``; ``cluster.keys`` only inside ``make_connector`` (the
+CLI's way to read the keyring file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import aiohttp
+
+from ..backends.base import Backend, ChatChunk, ChatMessage, ChatOptions
+from ..core.config import TimeoutConfig
+from ..core.errors import (
+    BackendError,
+    BackendTimeout,
+    ModelNotFound,
+    ProtocolError,
+    Refused,
+    ServerFailure,
+    Unreachable,
+)
+from ..core.peers import ModelInfo, Peer, ServerState
+from . import (
+    RELAY_PROTOCOL,
+    chunk_from_json,
+    error_from_json,
+    messages_to_json,
+    model_from_json,
+    options_to_json,
+)
+from .auth import RequestSigner
+from .tls import normalize_fingerprint
+
+log = logging.getLogger(__name__)
+
+KeySource = Callable[[], bytes | None]
+
+
+def _hostport(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address and not address.startswith("[") else \
+        f"{address}:{port}"
+
+
+class RelayBackend:
+    """One server (``server_id``) of one peer, through that peer's relay.
+
+    ``session`` may be shared between backends of the same peer (``RelayConnector`` does);
+    a backend closes only a session it made itself.
+    """
+
+    def __init__(self, address: str, port: int, fingerprint: str, server_id: str,
+                 key: bytes | KeySource, timeouts: TimeoutConfig | None = None, *,
+                 kind: str = "ollama", peer_name: str = "",
+                 session: aiohttp.ClientSession | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.kind = kind
+        self.server_id = server_id
+        self.peer_name = peer_name or address
+        self.base = f"https://{_hostport(address, port)}"
+        self.url = f"{self.base}/relay/{RELAY_PROTOCOL}/#{server_id}"
+        self.timeouts = timeouts or TimeoutConfig()
+        try:
+            self.pin = aiohttp.Fingerprint(bytes.fromhex(normalize_fingerprint(fingerprint)))
+        except ValueError:
+            self.pin = None  # every request then fails as Unreachable, before connecting
+        self._key = key
+        self._session = session
+        self._own_session = session is None
+        self.clock = clock  # wall clock for the proof's timestamp
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _signer(self) -> RequestSigner:
+        key = self._key() if callable(self._key) else self._key
+        if not key:
+            raise Refused("no cluster key on this machine, so peers cannot be asked",
+                          hint="Join the cluster with `labrouter join <code>`.")
+        return RequestSigner.from_cluster_key(key)
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = new_session(self.timeouts)
+            self._own_session = True
+        return self._session
+
+    def _where(self) -> str:
+        return f"{self.peer_name} (relay)"
+
+    async def _open(self, action: str, payload: Mapping[str, Any],
+                    wait: float) -> aiohttp.ClientResponse:
+        """Send one signed request; returns the response once its headers are in (2xx)."""
+        if self.pin is None:
+            raise Unreachable(f"{self._where()}: announced no valid certificate fingerprint",
+                              hint="Update labrouter on that machine.")
+        path = f"/relay/{RELAY_PROTOCOL}/{action}"
+        body = json.dumps({"server": self.server_id, **payload},
+                          separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json",
+                   **self._signer().headers("POST", path, body, self.clock())}
+        session = self._get_session()
+        try:
+            resp = await asyncio.wait_for(
+                session.post(self.base + path, data=body, headers=headers, ssl=self.pin,
+                             allow_redirects=False),
+                self.timeouts.connect + wait)
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        if resp.status == 200:
+            return resp
+        try:
+            raise await self._status_error(resp)
+        finally:
+            resp.release()
+
+    async def _status_error(self, resp: aiohttp.ClientResponse) -> BackendError:
+        try:
+            text = await asyncio.wait_for(resp.text(), self.timeouts.gap)
+            data = json.loads(text)
+        except (TimeoutError, ValueError, aiohttp.ClientError):
+            data = None
+        where = self._where()
+        if resp.status == 401:
+            detail = ""
+            if isinstance(data, dict) and isinstance(data.get("error"), dict):
+                detail = str(data["error"].get("message", ""))
+            return Refused(
+                f"{where} refused this machine's key proof ({detail or 'unauthorized'}): "
+                "the cluster keys differ",
+                hint="Run `labrouter key show` on both machines; if the ids differ, join "
+                     "this machine again with a code from `labrouter key export`. Check "
+                     "that both clocks are right too.")
+        err = error_from_json(data, prefix=f"{where}: ")
+        if resp.status in (429, 503):
+            # busy or paused: the peer is fine, the router moves on to the next candidate
+            msg = err.message if err is not None else f"{where}: busy (HTTP {resp.status})"
+            return Refused(msg, hint=err.hint if err is not None else "")
+        if err is not None:
+            return err
+        if resp.status == 404:
+            return ModelNotFound(f"{where}: not found (HTTP 404)")
+        return ServerFailure(f"{where}: HTTP {resp.status}")
+
+    def _translate(self, exc: Exception) -> BackendError:
+        """The ``core.errors`` type for an aiohttp or socket error (cancellation is never
+        caught, so it always propagates as itself)."""
+        where = self._where()
+        if isinstance(exc, BackendError):
+            return exc
+        if isinstance(exc, aiohttp.ServerFingerprintMismatch):
+            return Unreachable(
+                f"{where}: the certificate at {exc.host}:{exc.port} is not the one this peer "
+                "announced; nothing was sent to it",
+                hint="Another device may be answering on that address. If the peer made a "
+                     "new certificate, it is picked up from its next announcement.")
+        if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+            return BackendTimeout(f"{where}: no answer in time")
+        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError |
+                      aiohttp.ClientOSError | ConnectionError):
+            return Unreachable(f"{where}: cannot connect ({exc})",
+                               hint="Check that labrouter runs on that machine and that its "
+                                    "firewall lets the relay port through.")
+        if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+            return ProtocolError(f"{where}: broken response ({exc})")
+        if isinstance(exc, aiohttp.ClientError | OSError):
+            return Unreachable(f"{where}: {exc}")
+        return ProtocolError(f"{where}: unexpected {type(exc).__name__}: {exc}")
+
+    async def _call(self, action: str, payload: Mapping[str, Any] | None = None) -> Any:
+        resp = await self._open(action, payload or {}, self.timeouts.gap)
+        try:
+            text = await asyncio.wait_for(resp.text(), self.timeouts.gap)
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        finally:
+            resp.release()
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ProtocolError(f"{self._where()}: the answer is not JSON") from exc
+
+    # ---------------------------------------------------------------- Backend
+
+    async def version(self) -> str:
+        data = await self._call("version")
+        return str(data.get("version", "")) if isinstance(data, dict) else ""
+
+    async def list_models(self) -> list[ModelInfo]:
+        data = await self._call("models")
+        try:
+            return [model_from_json(m) for m in data["models"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"{self._where()}: malformed model list") from exc
+
+    async def loaded_models(self) -> list[str]:
+        data = await self._call("loaded")
+        loaded = data.get("loaded") if isinstance(data, dict) else None
+        if not isinstance(loaded, list):
+            raise ProtocolError(f"{self._where()}: malformed list of loaded models")
+        return [str(x) for x in loaded]
+
+    async def show(self, model: str) -> ModelInfo:
+        data = await self._call("show", {"model": model})
+        try:
+            return model_from_json(data["model"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"{self._where()}: malformed model details") from exc
+
+    async def unload(self, model: str) -> None:
+        await self._call("unload", {"model": model})
+
+    def chat(self, model: str, messages: list[ChatMessage],
+             options: ChatOptions | None = None) -> AsyncIterator[ChatChunk]:
+        return self._chat(model, messages, options)
+
+    async def _chat(self, model: str, messages: list[ChatMessage],
+                    options: ChatOptions | None) -> AsyncIterator[ChatChunk]:
+        t = self.timeouts
+        waited = 0.0  # only time spent waiting for the peer counts towards ``total``
+
+        async def wait(aw: Any, limit: float) -> Any:
+            nonlocal waited
+            start = time.monotonic()
+            try:
+                return await asyncio.wait_for(aw, max(0.001, min(limit, t.total - waited)))
+            finally:
+                waited += time.monotonic() - start
+
+        payload = {"model": model, "messages": messages_to_json(messages),
+                   "options": options_to_json(options)}
+        start = time.monotonic()
+        # the relay sends its headers with the first chunk, so this wait covers the load
+        resp = await self._open("chat", payload, min(t.first_token, t.total))
+        waited += time.monotonic() - start
+        try:
+            done = False
+            while not done:
+                try:
+                    line = await wait(resp.content.readline(), t.gap)
+                except Exception as exc:
+                    raise self._translate(exc) from exc
+                if not line:
+                    raise ProtocolError(f"{self._where()}: the stream ended before the answer "
+                                        "was complete")
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                except ValueError as exc:
+                    raise ProtocolError(f"{self._where()}: a stream line is not JSON") from exc
+                err = error_from_json(data, prefix=f"{self._where()}: ")
+                if err is not None:
+                    raise err
+                if not isinstance(data, dict):
+                    raise ProtocolError(f"{self._where()}: a stream line is not an object")
+                chunk = chunk_from_json(data)
+                if chunk.done:
+                    # read the end of the chunked body, so the connection goes back to the
+                    # pool instead of being closed under the relay's final write
+                    with contextlib.suppress(Exception):
+                        await wait(resp.content.read(), t.gap)
+                    done = True
+                yield chunk
+        finally:
+            # an early close (the caller stopped reading) drops the connection, which
+            # the relay turns into an aborted upstream request
+            if done:
+                resp.release()
+            else:
+                resp.close()
+
+    async def aclose(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+
+def new_session(timeouts: TimeoutConfig) -> aiohttp.ClientSession:
+    # read timeouts are asyncio deadlines in RelayBackend (first token, gap, total), so the
+    # session only bounds the TCP connect and TLS handshake
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, connect=timeouts.connect,
+                                      sock_connect=timeouts.connect),
+        trust_env=False,
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+    )
+
+
+# ---------------------------------------------------------------- connector
+
+
+def _key_source(obj: Any) -> KeySource:
+    """The active cluster key from a daemon (``.keyring``), a keyring, a key, or a callable."""
+    if isinstance(obj, bytes | bytearray):
+        key = bytes(obj)
+        return lambda: key
+    if callable(obj) and not hasattr(obj, "keyring") and not hasattr(obj, "active_key"):
+        return obj  # type: ignore[no-any-return]
+
+    def source() -> bytes | None:
+        ring = getattr(obj, "keyring", obj)
+        key = getattr(ring, "active_key", None)
+        if callable(key):
+            key = key()
+        return key if isinstance(key, bytes) else None
+
+    return source
+
+
+class _NoRoute:
+    """A Backend for a remote server that cannot be reached safely: every call refuses.
+
+    A peer's server URLs are as that peer reaches them (usually 127.0.0.1), so dialling them
+    from here would reach the wrong machine; without a relay there is no way to it.
+    """
+
+    def __init__(self, peer: Peer, server: ServerState) -> None:
+        self.kind = server.kind
+        self.url = f"relay-less://{peer.name}/{server.id}"
+        self._msg = (f"{peer.name} announced no relay (port and certificate), so its "
+                     f"server {server.id} cannot be reached from here")
+
+    def _fail(self) -> Unreachable:
+        return Unreachable(self._msg, hint="Update labrouter on that machine and check that "
+                                           "[relay] enabled = true there.")
+
+    async def version(self) -> str:
+        raise self._fail()
+
+    async def list_models(self) -> list[ModelInfo]:
+        raise self._fail()
+
+    async def loaded_models(self) -> list[str]:
+        raise self._fail()
+
+    async def show(self, model: str) -> ModelInfo:
+        raise self._fail()
+
+    def chat(self, model: str, messages: list[ChatMessage],
+             options: ChatOptions | None = None) -> AsyncIterator[ChatChunk]:
+        async def gen() -> AsyncIterator[ChatChunk]:
+            raise self._fail()
+            yield ChatChunk()  # pragma: no cover - makes this an async generator
+
+        return gen()
+
+    async def unload(self, model: str) -> None:
+        raise self._fail()
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RelayConnector:
+    """The router's ``connector(candidate) -> Backend``.
+
+    This machine's servers (and servers configured by hand, which belong to it) are reached
+    directly; a peer's servers through the peer's pinned relay. A peer that announces no
+    relay (relay disabled, or an old version) is reached with ``direct`` when one was given
+    (``ask.DirectConnector`` dials the peer's address, which works only where that peer
+    exposes its server on the LAN), else never. One HTTP session per peer relay is kept
+    and shared, so repeated requests reuse the TLS connection; ``aclose()`` closes them all,
+    and the direct connector too.
+    """
+
+    def __init__(self, key: Any, timeouts: TimeoutConfig | None = None,
+                 direct: Callable[[Any], Backend] | None = None) -> None:
+        self.key = _key_source(key)
+        self.timeouts = timeouts or TimeoutConfig()
+        self._direct = direct
+        self._own: dict[tuple[str, str, str], Backend] = {}
+        self._sessions: dict[tuple[str, int, str], aiohttp.ClientSession] = {}
+
+    def __call__(self, candidate: Any) -> Backend:
+        peer: Peer = candidate.peer
+        server: ServerState = candidate.server
+        if not peer.is_self and peer.relay_port and peer.cert_fingerprint and peer.address:
+            k = (peer.address, peer.relay_port, peer.cert_fingerprint)
+            session = self._sessions.get(k)
+            if session is None or session.closed:
+                session = self._sessions[k] = new_session(self.timeouts)
+            return RelayBackend(peer.address, peer.relay_port, peer.cert_fingerprint,
+                                server.id, self.key, self.timeouts, kind=server.kind,
+                                peer_name=peer.name, session=session)
+        if self._direct is not None:
+            return self._direct(candidate)
+        if not peer.is_self:
+            return _NoRoute(peer, server)
+        key = (peer.node_id, server.id, server.url)
+        backend = self._own.get(key)
+        if backend is None:
+            from ..backends import make_backend  # deferred: httpx is only needed here
+
+            backend = self._own[key] = make_backend(server, self.timeouts)
+        return backend
+
+    async def aclose(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        own, self._own = list(self._own.values()), {}
+        for s in sessions:
+            await s.close()
+        for b in own:
+            try:
+                await b.aclose()
+            except BackendError:
+                pass
+        close = getattr(self._direct, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def relay_connector(daemon_or_keys: Any, timeouts: TimeoutConfig | None = None,
+                    direct: Callable[[Any], Backend] | None = None) -> RelayConnector:
+    """A connector for the Asker: direct to own servers, through the relay to peers'.
+
+    ``daemon_or_keys``: the daemon (its keyring is read on every request, so a reloaded
+    keyring counts at once), a ``Keyring``, a 32-byte key, or a callable returning the key.
+    """
+    return RelayConnector(daemon_or_keys, timeouts, direct)
+
+
+def make_connector(ctx: Any, direct: Callable[[Any], Backend] | None = None) -> RelayConnector:
+    """The connector for `labrouter ask` outside the daemon: the key from the keyring file."""
+    from ..cluster.keys import load_keyring  # deferred: only this entry point reads files
+    from ..core.errors import KeyringError
+
+    try:
+        ring: Any = load_keyring(ctx.paths.keyring_file)
+    except KeyringError as exc:
+        log.warning("no cluster key for the relay: %s", exc)
+        ring = None
+    return RelayConnector(ring if ring is not None else (lambda: None),
+                          ctx.config.timeouts, direct)

@@ -1,0 +1,411 @@
+"""The relay server: an aiohttp application that forwards to this node's own servers.
+
+Owns the relay's HTTP API (``POST /relay/v1/{info,version,models,loaded,show,chat,unload}``,
+JSON in, JSON or NDJSON out; see docs/relay.md), the key-proof check on every request
+(``auth.ProofVerifier``: 401 without valid proof, replays refused), and the destination's own
+rules: a paused node answers 503 with its reason, a model already serving
+``max_concurrent_per_model`` relay requests answers 429, and every request being served is
+counted in the host's in-flight table (which the announcements carry).
+
+Also owns ``ollama_exposure()``, the doctor's check that Ollama listens on every interface,
+which the relay makes unnecessary.
+
+The node's state comes in through ``RelayHost`` (the daemon adapts itself in
+``app/http_services.py``), so this module must not import ``app``, ``cluster`` or ``desktop``.
+Timeouts towards the local servers are those of the backends the host gives (built with the
+router's ``TimeoutConfig``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from ..backends.base import Backend
+from ..core.errors import BackendError, Refused
+from . import (
+    RELAY_PROTOCOL,
+    chunk_to_json,
+    error_to_json,
+    messages_from_json,
+    model_to_json,
+    options_from_json,
+)
+from .auth import ProofError, ProofVerifier
+
+log = logging.getLogger(__name__)
+
+PREFIX = f"/relay/{RELAY_PROTOCOL}/"
+#: requests carry a prompt and maybe a base64 image; 64 MiB bounds what a key holder can
+#: make this node buffer, and unauthenticated senders are refused before the body is read
+#: whenever their headers are missing or stale
+MAX_BODY = 64 * 1024 * 1024
+
+_STATUS: dict[str, int] = {
+    "ModelNotFound": 404, "Refused": 503, "BackendTimeout": 504, "Unreachable": 502,
+    "ServerFailure": 502, "ProtocolError": 502,
+}
+
+
+class RelayHost(Protocol):
+    """What the relay needs from the node it runs on. Called on the event loop only."""
+
+    #: server id -> requests in flight (shared with the daemon, announced to peers)
+    in_flight: MutableMapping[str, int]
+
+    def backend(self, server_id: str) -> Backend | None:
+        """A backend for one of this node's own servers, or None when there is no such id."""
+        ...
+
+    def server_ids(self) -> list[str]: ...
+
+    def paused(self) -> str | None:
+        """None when the node takes work; else the reason it is paused (may be "")."""
+        ...
+
+    def in_flight_changed(self) -> None:
+        """Called after every change of ``in_flight`` (the daemon may announce sooner)."""
+        ...
+
+
+def _error(status: int, kind: str, message: str, hint: str = "") -> web.Response:
+    return web.json_response({"error": {"type": kind, "message": message, "hint": hint}},
+                             status=status)
+
+
+def _backend_error(exc: BackendError) -> web.Response:
+    body = error_to_json(exc)
+    return web.json_response(body, status=_STATUS.get(body["error"]["type"], 502))
+
+
+class RelayServer:
+    """Builds the aiohttp application for one node's relay."""
+
+    def __init__(self, host: RelayHost, verifier: ProofVerifier,
+                 max_concurrent_per_model: int = 2,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.host = host
+        self.verifier = verifier
+        self.max_per_model = max_concurrent_per_model
+        self.clock = clock  # wall clock: the proof's timestamp is compared with it
+        #: (server id, model) -> relay requests being served now
+        self.active: dict[tuple[str, str], int] = {}
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY)
+        for name in ("info", "version", "models", "loaded", "show", "unload"):
+            app.router.add_post(PREFIX + name, self._authed(self._simple))
+        app.router.add_post(PREFIX + "chat", self._authed(self._chat))
+        return app
+
+    # ------------------------------------------------------------ authentication
+
+    def _authed(self, handler: Callable[[web.Request, dict[str, Any]],
+                                        Awaitable[web.StreamResponse]]
+                ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def checked(request: web.Request) -> web.StreamResponse:
+            data = await self._authenticate(request)
+            if isinstance(data, web.Response):
+                return data
+            return await handler(request, data)
+
+        return checked
+
+    async def _authenticate(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The request's JSON body once its key proof checks out, else the error to send."""
+        headers: Mapping[str, str] = request.headers
+        try:
+            # cheap checks first, so a stranger cannot make us read a large body
+            self.verifier.check_time(headers, self.clock())
+            body = await request.read()
+            self.verifier.check(request.method, request.raw_path, headers, body, self.clock())
+        except ProofError as exc:
+            log.warning("relay: refused a request from %s: %s", request.remote, exc.reason)
+            return _error(401, "Unauthorized", exc.reason,
+                          "Both machines need the same cluster key (compare `labrouter key "
+                          "show` on each) and clocks that agree within a minute.")
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "ProtocolError", "request body too large")
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            return _error(400, "ProtocolError", "the request body is not JSON")
+        if not isinstance(data, dict):
+            return _error(400, "ProtocolError", "the request body must be a JSON object")
+        return data
+
+    # ------------------------------------------------------------ handlers
+
+    def _backend(self, data: dict[str, Any]) -> Backend | web.Response:
+        server_id = data.get("server")
+        if not isinstance(server_id, str):
+            return _error(400, "ProtocolError", "no server id in the request")
+        backend = self.host.backend(server_id)
+        if backend is None:
+            return _error(404, "Unreachable", f"this node has no server {server_id!r}",
+                          "The peer's announcement is out of date; it refreshes by itself.")
+        return backend
+
+    async def _simple(self, request: web.Request, data: dict[str, Any]) -> web.StreamResponse:
+        action = request.path.rsplit("/", 1)[-1]
+        if action == "info":
+            paused = self.host.paused()
+            return web.json_response({"protocol": RELAY_PROTOCOL,
+                                      "servers": self.host.server_ids(),
+                                      "paused": paused is not None,
+                                      "reason": paused or ""})
+        backend = self._backend(data)
+        if isinstance(backend, web.Response):
+            return backend
+        model = data.get("model")
+        try:
+            if action == "version":
+                return web.json_response({"version": await backend.version()})
+            if action == "models":
+                models = await backend.list_models()
+                return web.json_response({"models": [model_to_json(m) for m in models]})
+            if action == "loaded":
+                return web.json_response({"loaded": await backend.loaded_models()})
+            if not isinstance(model, str) or not model:
+                return _error(400, "ProtocolError", "no model in the request")
+            if action == "show":
+                return web.json_response({"model": model_to_json(await backend.show(model))})
+            await backend.unload(model)
+            return web.json_response({})
+        except BackendError as exc:
+            return _backend_error(exc)
+
+    async def _chat(self, request: web.Request, data: dict[str, Any]) -> web.StreamResponse:
+        reason = self.host.paused()
+        if reason is not None:
+            # the destination enforces its own pause: a peer with an old table still ends here
+            return _backend_error(Refused(
+                "paused" + (f": {reason}" if reason else ""),
+                hint="This machine is paused; labrouter tries the next candidate."))
+        backend = self._backend(data)
+        if isinstance(backend, web.Response):
+            return backend
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            return _error(400, "ProtocolError", "no model in the request")
+        try:
+            messages = messages_from_json(data.get("messages"))
+            options = options_from_json(data.get("options"))
+        except (ValueError, TypeError) as exc:
+            return _error(400, "ProtocolError", f"bad chat request: {exc}")
+        server_id: str = data["server"]
+        key = (server_id, model)
+        if self.active.get(key, 0) >= self.max_per_model:
+            return web.json_response(
+                {"error": {"type": "Refused",
+                           "message": f"{model} is busy ({self.max_per_model} requests running)",
+                           "hint": "Raise [relay] max_concurrent_per_model on that machine."}},
+                status=429)
+        self.active[key] = self.active.get(key, 0) + 1
+        self.host.in_flight[server_id] = self.host.in_flight.get(server_id, 0) + 1
+        self.host.in_flight_changed()
+        try:
+            return await self._stream(request, backend, model, messages, options)
+        finally:
+            self.active[key] -= 1
+            if not self.active[key]:
+                del self.active[key]
+            left = self.host.in_flight.get(server_id, 1) - 1
+            if left > 0:
+                self.host.in_flight[server_id] = left
+            else:
+                self.host.in_flight.pop(server_id, None)
+            self.host.in_flight_changed()
+
+    async def _stream(self, request: web.Request, backend: Backend, model: str,
+                      messages: Any, options: Any) -> web.StreamResponse:
+        stream = backend.chat(model, messages, options)
+        it = aiter(stream)
+        try:
+            # wait for the first chunk before sending headers, so an error before any text
+            # (no such model, server down, load timeout) travels as a proper HTTP status
+            try:
+                first = await anext(it)
+            except StopAsyncIteration:
+                first = None
+            except BackendError as exc:
+                return _backend_error(exc)
+            resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
+                                               "Cache-Control": "no-store"})
+            await resp.prepare(request)
+            try:
+                if first is not None:
+                    await resp.write(_line(chunk_to_json(first)))
+                    try:
+                        async for chunk in it:
+                            await resp.write(_line(chunk_to_json(chunk)))
+                    except BackendError as exc:
+                        # headers are gone: the error travels as the last line, Ollama-style
+                        await resp.write(_line(error_to_json(exc)))
+                await resp.write_eof()
+            except ConnectionResetError:
+                # the client went away mid-answer; closing the stream below stops upstream
+                log.debug("relay: client %s went away mid-answer", request.remote)
+            return resp
+        finally:
+            # closing the stream early (client gone, error) aborts the upstream request,
+            # which makes Ollama stop generating or loading
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+
+def _line(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+class RelaySite:
+    """Runs a ``RelayServer`` on a TLS socket inside the current event loop."""
+
+    def __init__(self, server: RelayServer, ssl_context: Any, port: int,
+                 host: str | list[str] | None = None) -> None:
+        self.server = server
+        self.ssl_context = ssl_context
+        self.port = port
+        self.host = host  # None: every interface (peers must reach it)
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> int:
+        """Start listening; returns the bound port (useful when ``port`` is 0)."""
+        # handler_cancellation: a client that goes away cancels its handler, which closes
+        # the upstream stream, so a dropped request stops the model instead of running on
+        self.runner = web.AppRunner(self.server.app(), handler_cancellation=True,
+                                    access_log=None)
+        await self.runner.setup()
+        # reuse_address left to asyncio: on by default on Unix, and never on Windows, where
+        # SO_REUSEADDR would let another program take over the port
+        site = web.TCPSite(self.runner, self.host, self.port, ssl_context=self.ssl_context)
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else self.port
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+
+# ------------------------------------------------------------------ doctor check
+
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+_WILDCARD_HOSTS = {"0.0.0.0", "::", "[::]", "*", ""}
+
+
+def _host_of(ollama_host: str) -> tuple[str, int]:
+    text = ollama_host.strip()
+    text = re.sub(r"^https?://", "", text).split("/", 1)[0]
+    port = 11434
+    if text.startswith("["):  # [::]:11434
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = int(rest[1:])
+        return host, port
+    if text.count(":") == 1:
+        host, _, p = text.partition(":")
+        if p.isdigit():
+            port = int(p)
+        return host, port
+    return text, port
+
+
+def _proc_listeners(port: int, proc_net: Path) -> list[str]:
+    """Local addresses listening on ``port`` per /proc/net/tcp{,6} (Linux), as text."""
+    found = []
+    for name, width in (("tcp", 8), ("tcp6", 32)):
+        try:
+            lines = (proc_net / name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) < 4 or parts[3] != "0A":  # 0A = LISTEN
+                continue
+            addr, _, hexport = parts[1].partition(":")
+            if int(hexport, 16) != port or len(addr) != width:
+                continue
+            if set(addr) == {"0"}:
+                found.append("0.0.0.0" if width == 8 else "::")
+            elif width == 8 and addr[-2:] != "7F":  # little-endian: 7F is the first octet
+                found.append("a non-loopback address")
+            elif width == 32 and not _v6_loopback(addr):
+                found.append("a non-loopback IPv6 address")
+    return found
+
+
+def _v6_loopback(addr: str) -> bool:
+    # ::1, or ::ffff:127.x.y.z (IPv4-mapped; the last word is little-endian, 7F last)
+    return addr == "00000000000000000000000001000000" or (
+        addr.startswith("0000000000000000FFFF0000") and addr.endswith("7F"))
+
+
+def _netstat_listeners(port: int) -> list[str]:
+    """Wildcard listeners on ``port`` from ``netstat -an`` (macOS, Windows). Local only."""
+    try:
+        out = subprocess.run(["netstat", "-an"], capture_output=True, text=True, timeout=3,
+                             check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    found = []
+    for line in out.splitlines():
+        if "LISTEN" not in line.upper():
+            continue
+        for token in line.split():
+            if re.fullmatch(rf"(\*|0\.0\.0\.0|\[::\]|::)[.:]{port}", token):
+                found.append(token)
+                break
+    return found
+
+
+def ollama_exposure(url: str | None = None, *, env: Mapping[str, str] | None = None,
+                    port: int | None = None, proc_net: Path = Path("/proc/net"),
+                    use_netstat: bool | None = None) -> str | None:
+    """A warning when this machine's Ollama listens beyond loopback, else None.
+
+    ``url`` is the configured Ollama URL (its port is the one checked; default 11434).
+    Looks only at this machine: the ``OLLAMA_HOST`` setting and the kernel's table of
+    listening sockets (``/proc/net/tcp`` on Linux, ``netstat -an`` elsewhere). It sends no
+    traffic at all.
+    """
+    if port is None:
+        port = _host_of(url)[1] if url else 11434
+    env = os.environ if env is None else env
+    why = []
+    setting = env.get("OLLAMA_HOST", "").strip()
+    if setting:
+        host, port = _host_of(setting)
+        if host in _WILDCARD_HOSTS:
+            why.append(f"OLLAMA_HOST={setting} makes it listen on every network interface")
+        elif host not in _LOOPBACK_HOSTS and not host.startswith("127."):
+            why.append(f"OLLAMA_HOST={setting} makes it listen on {host}")
+    if sys.platform.startswith("linux") or (proc_net / "tcp").exists():
+        listeners = _proc_listeners(port, proc_net)
+    elif use_netstat is not False:
+        listeners = _netstat_listeners(port)
+    else:
+        listeners = []
+    if listeners:
+        why.append(f"port {port} is listening on {', '.join(sorted(set(listeners)))}")
+    if not why:
+        return None
+    return ("Ollama is reachable from the network without a password ("
+            + "; ".join(why) + "). labrouter's relay carries requests between machines "
+            "with encryption and the cluster key, so Ollama no longer needs this: remove "
+            "OLLAMA_HOST (or set it to 127.0.0.1:11434) and restart Ollama.")

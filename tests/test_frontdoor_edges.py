@@ -1,0 +1,128 @@
+"""Front door edge cases: a restart mid-answer, a client that hangs up, nothing up at all."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import ollama
+import openai
+import pytest
+
+from labrouter.app.frontdoor import FrontDoor, FrontDoorSite
+from labrouter.ask import Asker, AskRequest, AskResult
+from labrouter.core.config import Config
+from labrouter.core.errors import NoCandidate
+from labrouter.core.peers import ModelInfo, Peer, ServerState
+from labrouter.core.policy import Candidate
+from tests.fakes.ollama_server import FakeOllama
+
+MODEL = "qwen3:4b"
+
+
+async def _door(asker: Any, peers: Callable[[], list[Peer]]) -> tuple[FrontDoorSite, str]:
+    site = FrontDoorSite(FrontDoor(asker, peers, Config()), "127.0.0.1", 0)
+    port = await site.start()
+    return site, f"http://127.0.0.1:{port}"
+
+
+async def test_a_restart_mid_answer_is_marked_in_the_stream() -> None:
+    async with FakeOllama(models=[MODEL], name="one") as one, \
+            FakeOllama(models=[MODEL], name="two", loaded=[]) as two:
+        one.set_fault("error_mid", MODEL, times=1)
+        peers = [Peer(node_id="me", name="me", is_self=True, servers=(
+            ServerState(id="one", url=one.url, models=(ModelInfo(MODEL),), loaded=(MODEL,)),
+            ServerState(id="two", url=two.url, models=(ModelInfo(MODEL),))))]
+        asker = Asker(Config(), lambda: peers)
+        site, url = await _door(asker, lambda: peers)
+        try:
+            client = ollama.AsyncClient(host=url)
+            text = "".join([c.message.content or "" async for c in await client.chat(
+                model=MODEL, stream=True, messages=[{"role": "user", "content": "hi"}])])
+        finally:
+            await site.stop()
+            await asker.connector.aclose()  # type: ignore[attr-defined]
+    assert "[labrouter: the answer continues from" in text
+    assert text.endswith(two.answer_for(MODEL))
+
+
+class HangingAsker:
+    """Says one word, then waits forever; records whether it was cancelled."""
+
+    def __init__(self) -> None:
+        self.cancelled = asyncio.Event()
+
+    async def ask(self, req: AskRequest, on_start: Callable[[Candidate], None] | None = None,
+                  on_text: Callable[[str], None] | None = None) -> AskResult:
+        assert on_text is not None
+        on_text("Hello")
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        raise AssertionError("not reached")
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/api/chat", {"model": "auto", "messages": [{"role": "user", "content": "x"}]}),
+    ("/v1/chat/completions", {"model": "auto", "stream": True,
+                              "messages": [{"role": "user", "content": "x"}]}),
+])
+async def test_a_client_that_hangs_up_cancels_its_request(path: str,
+                                                          body: dict[str, Any]) -> None:
+    asker = HangingAsker()
+    site, url = await _door(asker, list)
+    try:
+        async with aiohttp.ClientSession() as s:
+            resp = await s.post(url + path, data=json.dumps(body))
+            assert resp.status == 200
+            assert b"Hello" in await resp.content.readany()
+            resp.close()  # hang up mid-answer
+        await asyncio.wait_for(asker.cancelled.wait(), 5)
+    finally:
+        await site.stop()
+
+
+class NobodyAsker:
+    async def ask(self, req: AskRequest, on_start: Any = None, on_text: Any = None
+                  ) -> AskResult:
+        raise NoCandidate("no live server has a model for this request",
+                          hint="Run `labrouter nodes`.")
+
+
+async def test_nothing_up_is_503_for_auto() -> None:
+    site, url = await _door(NobodyAsker(), list)
+    try:
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.InternalServerError) as info:
+            await client.chat.completions.create(model="auto",
+                                                 messages=[{"role": "user", "content": "x"}])
+        assert info.value.status_code == 503
+        await client.close()
+        with pytest.raises(ollama.ResponseError) as oinfo:
+            await ollama.AsyncClient(host=url).chat(
+                model="auto", messages=[{"role": "user", "content": "x"}])
+        assert oinfo.value.status_code == 503 and "labrouter nodes" in oinfo.value.error
+    finally:
+        await site.stop()
+
+
+async def test_bad_requests_are_400() -> None:
+    site, url = await _door(NobodyAsker(), list)
+    try:
+        async with aiohttp.ClientSession() as s:
+            for path, body in (("/api/chat", "not json"),
+                               ("/api/chat", json.dumps({"model": "auto", "messages": []})),
+                               ("/api/chat", json.dumps({"messages": [
+                                   {"role": "user", "content": "x"}]})),
+                               ("/api/generate", json.dumps({"model": "auto"})),
+                               ("/v1/chat/completions", json.dumps({"model": "auto", "messages": [
+                                   {"role": "assistant", "content": "x"}]}))):
+                async with s.post(url + path, data=body) as r:
+                    assert r.status == 400, (path, body)
+    finally:
+        await site.stop()
