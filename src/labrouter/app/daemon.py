@@ -504,7 +504,7 @@ class Daemon:
 
 
 def run(ctx: Context, headless: bool = True) -> int:
-    """`labrouter run`: the daemon in the foreground. The tray path is added by desktop/."""
+    """`labrouter run`: the daemon in the foreground, with the tray when there is a desktop."""
     from .logsetup import configure
 
     configure(ctx.paths)
@@ -514,5 +514,11 @@ def run(ctx: Context, headless: bool = True) -> int:
     for svc in standard_services():
         daemon.add_service(svc)
     if not headless:
-        log.info("no tray yet: running headless")
+        from .desktop_app import desktop_problem, run_desktop
+
+        problem = desktop_problem()
+        if problem is None:
+            return run_desktop(ctx, daemon)  # the tray owns the main thread, the loop a worker
+        log.info("%s: running headless", problem)
+        print(f"labrouter: {problem}: running headless", file=sys.stderr)
     return daemon.run_headless()

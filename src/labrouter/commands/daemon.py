@@ -38,8 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace, ctx: Context) -> int:
     from ..app.daemon import run
 
-    # until the desktop work adds the tray, every run is headless
-    return run(ctx, headless=True)
+    return run(ctx, headless=args.headless)
 
 
 def _client(ctx: Context) -> Any:

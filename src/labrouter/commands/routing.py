@@ -134,6 +134,11 @@ def _ask(args: argparse.Namespace, ctx: Context) -> int:
             print("labrouter: nothing is selected", file=sys.stderr)
             return 1
         bare = True
+        if not args.json and _hand_to_daemon(ctx, text):
+            # a desktop shortcut has no terminal: the running daemon notifies the answer
+            print("labrouter: asked the running daemon; the answer comes as a notification",
+                  file=sys.stderr)
+            return 0
     else:
         text = _read_text(args.text)
         bare = False
@@ -214,6 +219,20 @@ def _connector(ctx: Context) -> Any:
     except ImportError:
         return direct
     return make_connector(ctx, direct)
+
+
+def _hand_to_daemon(ctx: Context, text: str) -> bool:
+    """Give the selection to a running desktop daemon; False when there is none."""
+    try:
+        from ..app.control import ControlClient
+
+        client = ControlClient.from_paths(ctx.paths)
+        if client is None:
+            return False
+        reply = client.request({"cmd": "ask-selection", "text": text})
+    except Exception:  # noqa: BLE001 - no usable daemon: answer here instead
+        return False
+    return isinstance(reply, dict) and "outcome" in reply
 
 
 def _report_failure(ctx: Context, cand: Any) -> None:

@@ -1,0 +1,139 @@
+"""Hotkey-to-request overhead under Xvfb: what labrouter adds between the key press and
+the moment the request is ready to go (selection capture + classification + choice),
+without the model.
+
+Starts a private desktop (tests/desktop_env.py: Xvfb, D-Bus, dunst), a Tk window with
+selected text and a fake Ollama on 127.0.0.1; then, with the real backends (pynput's
+listener, xclip, pynput's keyboard), presses the default chord 20 times with xdotool and
+times each step. Two capture paths: ``primary`` (X11 PRIMARY, the Linux default) and
+``copy`` (save clipboard, Ctrl+C, restore; what macOS and Windows do), with the hotkey's
+modifiers held 150 ms like a person (the copy path must wait for their release).
+
+Run: ``python bench/hotkey.py [--presses 20]`` (needs .ci/desktop-setup.sh). Prints the
+figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+
+from tests.desktop_env import DesktopSession, skip_reason  # noqa: E402
+from tests.fakes.ollama_server import FakeOllama  # noqa: E402
+
+HOLD = 0.15  # seconds the modifiers stay down after the key, like a person
+
+
+def bench(path: str, presses: int, session: DesktopSession, url: str) -> dict[str, list[float]]:
+    from labrouter.ask import Asker, AskRequest
+    from labrouter.core.config import ServerConfig, parse_config
+    from labrouter.core.peers import ModelInfo, ServerState, static_peers
+    from labrouter.desktop.hotkey import PynputHotkey, default_hotkey, xdotool_chord
+    from labrouter.desktop.selection import PynputKeyboard, SelectionCapture, XclipClipboard
+
+    cfg = parse_config("", hostname="benchbox")
+    cfg = cfg.__class__(**{**cfg.__dict__, "servers": (ServerConfig(url=url, name="fake"),)})
+    server = ServerState(id="fake", url=url, models=(ModelInfo("qwen3:4b"),
+                                                     ModelInfo("qwen2.5-coder:7b")),
+                         loaded=("qwen3:4b",))
+    peers = static_peers("benchbox", [server])
+    asker = Asker(cfg, lambda: peers)
+    combo = default_hotkey()
+    chord = xdotool_chord(combo).split("+")
+    hk = PynputHotkey(combo, debounce=0.0)
+    kb = PynputKeyboard(hk.modifiers_down)
+    capture = SelectionCapture(XclipClipboard(), kb, use_primary=(path == "primary"))
+    done = threading.Event()
+    marks: dict[str, float] = {}
+    result: dict[str, object] = {}
+
+    def work() -> None:  # what the app's loop does after the hand-off
+        t0 = time.perf_counter()
+        cap = capture.capture()
+        t1 = time.perf_counter()
+        _c, cands = asker.plan(AskRequest(prompt=cap.text, bare=True, source="hotkey"))
+        t2 = time.perf_counter()
+        marks.update(captured=t1, planned=t2, started=t0)
+        result.update(text=cap.text, cands=cands)
+        done.set()
+
+    def on_press() -> None:  # pynput's thread: as the app, hand off at once
+        marks["fired"] = time.perf_counter()
+        threading.Thread(target=work).start()
+
+    out: dict[str, list[float]] = {k: [] for k in ("press_to_fire", "capture", "plan",
+                                                   "press_to_request", "release_to_request")}
+    hk.start(on_press)
+    try:
+        for _ in range(presses):
+            done.clear()
+            session.xdotool("keydown", *chord[:-1])
+            t_press = time.perf_counter()  # just before xdotool taps the key
+            session.xdotool("key", chord[-1])
+            time.sleep(HOLD)
+            session.xdotool("keyup", *reversed(chord[:-1]))
+            t_release = time.perf_counter()
+            if not done.wait(5):
+                raise RuntimeError("the hotkey did not fire, or the capture hung")
+            assert str(result["text"]).startswith("def add"), result
+            assert result["cands"], "no candidate"
+            out["press_to_fire"].append(marks["fired"] - t_press)
+            out["capture"].append(marks["captured"] - marks["started"])
+            out["plan"].append(marks["planned"] - marks["captured"])
+            out["press_to_request"].append(marks["planned"] - t_press)
+            out["release_to_request"].append(max(0.0, marks["planned"] - t_release))
+            time.sleep(0.1)
+    finally:
+        hk.stop()
+        kb.close()
+        import gc
+
+        gc.collect()  # pynput's Controller closes its X connection when collected
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--presses", type=int, default=20)
+    args = p.parse_args()
+    reason = skip_reason()
+    if reason:
+        print(f"cannot run: {reason}")
+        return 2
+    fake = FakeOllama(models=["qwen3:4b", "qwen2.5-coder:7b"])
+    url, stop_fake = fake.start_in_thread()
+    session = DesktopSession().start()
+    try:
+        os.environ.update({k: session.env[k] for k in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS")})
+        win = session.window_with_selection(
+            "def add(a, b):\n    return a - b  # why is this wrong?")
+        session.set_clipboard("the user's clipboard")
+        print(f"{args.presses} presses of {'<ctrl>+<alt>+<space>'} per path, modifiers held "
+              f"{HOLD * 1000:.0f} ms; times in ms (median / max)")
+        for path in ("primary", "copy"):
+            res = bench(path, args.presses, session, url)
+            line = "  ".join(f"{k} {statistics.median(v) * 1000:6.1f} / {max(v) * 1000:6.1f}"
+                             for k, v in res.items())
+            print(f"{path:8} {line}")
+            assert session.get_clipboard() == "the user's clipboard"
+        print("clipboard after all presses: unchanged")
+        win.terminate()
+        win.wait(5)
+        time.sleep(0.5)  # let pynput's threads close their X connections first
+    finally:
+        session.stop()
+        stop_fake()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

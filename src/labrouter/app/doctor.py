@@ -1,0 +1,202 @@
+"""`labrouter doctor`: one line per check, OK or what is wrong and how to fix it.
+
+Owns the checks and their wording: display and tray, hotkey (and macOS permissions),
+clipboard, keyboard, notifications, each configured server, the local Ollama, the cluster
+key, the UDP port, and the reason every unavailable desktop backend gave. Probing desktop
+backends never builds them (no icon appears, no key is sent, no notification is shown);
+the servers are asked ``version()`` only, with a short timeout. Traffic goes only to the
+configured servers and the local Ollama.
+
+Threading: runs on the caller's thread; the server checks run in one short asyncio.run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..core.config import ServerConfig, TimeoutConfig, ollama_url_from_env
+from ..core.errors import BackendError
+from .settings import Context
+
+CHECK_TIMEOUTS = TimeoutConfig(connect=1.5, first_token=2.0, gap=2.0, total=2.5)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    advisory: bool = False  # shown, but does not make doctor fail
+
+    def line(self) -> str:
+        mark = "OK  " if self.ok else ("note" if self.advisory else "FAIL")
+        text = f"{mark}  {self.name}: {self.detail}"
+        if self.fix and not self.ok:
+            text += f" -> {self.fix}"
+        return text
+
+
+def desktop_checks(ctx: Context, env: Mapping[str, str]) -> list[Check]:
+    from ..desktop.backends import display_reason, probe_all
+    from ..desktop.hotkey import default_hotkey, hotkey_specs
+    from ..desktop.notify import NotificationChain, default_chain
+    from ..desktop.selection import clipboard_specs, keyboard_specs
+    from ..desktop.tray import tray_specs
+
+    checks: list[Check] = []
+    display = display_reason(env)
+    if display is not None:
+        # a server without a desktop is a normal place to run: a note, not a failure
+        return [Check("display", False, f"{display}; the daemon runs headless here",
+                      "for the tray and hotkey, run labrouter in a desktop session",
+                      advisory=True)]
+    checks.append(Check("display", True, _display_text(env)))
+    combo = ctx.config.hotkey.ask or default_hotkey()
+    groups = (("tray", tray_specs(env), "without a tray the hotkey and notifications still "
+               "work"),
+              ("hotkey", hotkey_specs(combo, env), "bind `labrouter ask --selection` to a "
+               "desktop shortcut"),
+              ("clipboard", clipboard_specs(env), "install xclip (X11) or wl-clipboard "
+               "(Wayland)"),
+              ("keyboard", keyboard_specs(env), "the copy keystroke cannot be simulated; "
+               "selections are read from PRIMARY only"))
+    for capability, specs, fix in groups:
+        probes = probe_all(specs)
+        chosen = next((p for p in probes if p.available), None)
+        forced = env.get(f"LABROUTER_{capability.upper()}_BACKEND", "")
+        detail = f"{chosen.name}" if chosen else "none available (null backend)"
+        if capability == "hotkey" and chosen:
+            detail += f" ({combo})"
+        if forced:
+            detail += f"; forced to {forced!r} by LABROUTER_{capability.upper()}_BACKEND"
+        checks.append(Check(capability, chosen is not None, detail, fix))
+        for p in probes:
+            if not p.available:
+                checks.append(Check(f"{capability} backend {p.name}", False, p.reason,
+                                    advisory=True))
+    chain = NotificationChain(default_chain(env=env), env)
+    problems = chain.problems()
+    first = next((n for n, prob in problems if prob is None), "")
+    checks.append(Check("notifications", first not in ("", "log"),
+                        f"{first}" if first not in ("", "log") else
+                        "only the log (no notification backend works here)",
+                        "Linux: install libnotify-bin and run a notification server; "
+                        "then `labrouter notify --test`"))
+    for name, prob in problems:
+        if prob is not None:
+            checks.append(Check(f"notify backend {name}", False, prob, advisory=True))
+    if sys.platform.startswith("linux") and (env.get("XDG_SESSION_TYPE") == "wayland"
+                                             or env.get("WAYLAND_DISPLAY")):
+        from ..desktop.hotkey import WAYLAND_HINT
+
+        checks.append(Check("wayland", False, "Wayland session detected", WAYLAND_HINT,
+                            advisory=True))
+    return checks
+
+
+def _display_text(env: Mapping[str, str]) -> str:
+    if sys.platform in ("darwin", "win32"):
+        return sys.platform
+    parts = []
+    if env.get("DISPLAY"):
+        parts.append(f"X11 DISPLAY={env['DISPLAY']}")
+    if env.get("WAYLAND_DISPLAY"):
+        parts.append(f"Wayland {env['WAYLAND_DISPLAY']}")
+    return ", ".join(parts)
+
+
+async def _server_check(label: str, server: ServerConfig) -> Check:
+    from ..backends import make_backend
+
+    backend = make_backend(server, CHECK_TIMEOUTS)
+    try:
+        version = await asyncio.wait_for(backend.version(), CHECK_TIMEOUTS.total + 0.5)
+        return Check(label, True, f"{server.url} answers (version {version or '?'})")
+    except (BackendError, TimeoutError, OSError) as exc:
+        return Check(label, False, f"{server.url}: {exc}",
+                     "start the server, or fix its url in the config")
+    finally:
+        try:
+            await backend.aclose()
+        except Exception:
+            pass
+
+
+def server_checks(ctx: Context, env: Mapping[str, str]) -> list[Check]:
+    servers = list(ctx.config.servers)
+    local_url = ollama_url_from_env(env)
+    jobs: list[tuple[str, ServerConfig]] = [(f"server {s.label}", s) for s in servers]
+    if not any(s.kind == "ollama" and s.url.rstrip("/") == local_url for s in servers):
+        jobs.append(("local Ollama", ServerConfig(url=local_url, kind="ollama", name="ollama")))
+
+    async def run_all() -> list[Check]:
+        return list(await asyncio.gather(*(_server_check(n, s) for n, s in jobs)))
+
+    checks = asyncio.run(run_all())
+    out = []
+    for check in checks:
+        if check.name == "local Ollama" and not check.ok:
+            # only a note when the configured servers do not include it
+            check = Check(check.name, False, check.detail, "install and start Ollama "
+                          "(https://ollama.com) if this machine should serve models",
+                          advisory=True)
+        out.append(check)
+    return out
+
+
+def key_check(ctx: Context) -> Check:
+    path = ctx.paths.keyring_file
+    if not path.exists():
+        return Check("cluster key", False, f"no key at {path}",
+                     "`labrouter cluster init` on the first machine, `labrouter cluster "
+                     "join CODE` on the others")
+    if os.name != "nt":
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            return Check("cluster key", False, f"{path} is readable by others "
+                         f"(mode {mode:o})", f"chmod 600 {path}")
+    return Check("cluster key", True, f"{path}")
+
+
+def udp_check(ctx: Context) -> Check:
+    port, bind = ctx.config.cluster.port, ctx.config.cluster.bind
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((bind, port))
+    except OSError as exc:
+        if ctx.paths.control_file.exists() or ctx.paths.lock_file.exists():
+            return Check("udp port", True, f"{bind}:{port} in use, by the running daemon")
+        return Check("udp port", False, f"{bind}:{port} cannot be bound: {exc.strerror}",
+                     "stop what uses it, or set [cluster] port to a free port on every "
+                     "machine")
+    finally:
+        s.close()
+    return Check("udp port", True, f"{bind}:{port} is free")
+
+
+def run_checks(ctx: Context, env: Mapping[str, str] | None = None,
+               desktop: bool = True) -> list[Check]:
+    env = os.environ if env is None else env
+    checks: list[Check] = []
+    if desktop:
+        checks += desktop_checks(ctx, env)
+    checks += server_checks(ctx, env)
+    checks.append(key_check(ctx))
+    checks.append(udp_check(ctx))
+    return checks
+
+
+def report(checks: Sequence[Check]) -> tuple[list[str], int]:
+    """The lines to print and the exit code: 0 when every non-advisory check is OK."""
+    lines = [c.line() for c in checks]
+    failed = [c for c in checks if not c.ok and not c.advisory]
+    lines.append(f"{len(checks) - len(failed)} of {len(checks)} checks OK" if not failed else
+                 f"{len(failed)} problem(s): {', '.join(c.name for c in failed)}")
+    return lines, (1 if failed else 0)

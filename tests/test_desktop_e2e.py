@@ -1,0 +1,270 @@
+"""The real desktop end to end under Xvfb: real X server, D-Bus session, notification
+server (dunst, watched by dbus-monitor), tray (trayer), a Tk window with selected text,
+the real daemon with the desktop (pystray, pynput, xclip, notify-send) in a subprocess,
+and a fake Ollama on 127.0.0.1. The hotkey is pressed with xdotool like a person.
+
+Skipped with the reason when the tools are missing (.ci/desktop-setup.sh installs them).
+Each test is bounded (well under 60 s); every process is ended by its own id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.desktop_env import DesktopSession, skip_reason, wait_for
+from tests.fakes.ollama_server import FakeOllama
+
+pytestmark = [pytest.mark.desktop,
+              pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")]
+
+ROOT = Path(__file__).resolve().parents[1]
+ANSWER = "The selected words say hello to the world."
+CHORD = "ctrl+alt+space"  # the Linux default, <ctrl>+<alt>+<space>
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[DesktopSession]:
+    s = DesktopSession(tray=True).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOllama]:
+    server = FakeOllama(models=["qwen3:4b"], answer=ANSWER)
+    _url, stop = server.start_in_thread()
+    try:
+        yield server
+    finally:
+        stop()
+
+
+def app_command() -> list[str]:
+    """`labrouter run` once app.daemon.run starts the desktop; until then the module that
+    does exactly that (the real Daemon, with the desktop on top)."""
+    try:
+        import inspect
+
+        from labrouter.app import daemon
+
+        if "run_desktop" in inspect.getsource(daemon.run):
+            return [sys.executable, "-m", "labrouter", "run"]
+    except (ImportError, AttributeError, OSError):
+        pass
+    return [sys.executable, "-m", "labrouter.app.desktop_app"]
+
+
+class RunningApp:
+    def __init__(self, session: DesktopSession, fake: FakeOllama, tmp: Path,
+                 extra_env: dict[str, str] | None = None) -> None:
+        home = tmp / "home"
+        (home / "config").mkdir(parents=True)
+        # loopback only: no broadcast, no LAN address, ports of our own
+        (home / "config" / "config.toml").write_text(
+            f'[node]\nname = "testbox"\n'
+            f'[cluster]\nbind = "127.0.0.1"\nbroadcast = false\nport = {_free_udp()}\n'
+            f'[api]\nenabled = false\n[relay]\nenabled = false\n'
+            f'[[servers]]\nurl = "{fake.url}"\nname = "fake"\n')
+        env = dict(session.env, LABROUTER_HOME=str(home), NO_PROXY="127.0.0.1,localhost",
+                   PYTHONPATH=str(ROOT / "src"), LABROUTER_LOG_LEVEL="DEBUG",
+                   **(extra_env or {}))
+        self.session = session
+        self.name = f"app-{tmp.name}"
+        self.log = session.run_dir / f"{self.name}.log"
+        self.proc = session.spawn(self.name, app_command(), env=env, cwd=str(ROOT))
+        try:
+            wait_for(lambda: "desktop ready" in self.text() or self.proc.poll() is not None,
+                     30, "the desktop to be ready")
+        except TimeoutError:
+            self.stop()
+            raise AssertionError("the desktop did not start:\n" + self.tail()) from None
+        assert self.proc.poll() is None, self.text()
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def tail(self, n: int = 40) -> str:
+        """The end of the app's log without the HTTP client's chatter."""
+        lines = [ln for ln in self.text().splitlines()
+                 if " httpx" not in ln and " httpcore" not in ln]
+        return "\n".join(lines[-n:])
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+                return -9
+        return self.proc.returncode
+
+
+def _free_udp() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tray_pixels(session: DesktopSession, tmp: Path) -> int:
+    """Non-background pixels in trayer's area (top right, 200x32): the icon is drawn."""
+    from PIL import Image
+
+    shot = tmp / "tray.png"
+    session.screenshot(shot, crop=(1080, 0, 1280, 32))
+    with Image.open(shot) as im:
+        colours = im.convert("RGB").getcolors(1 << 16) or []
+    background = max(colours)[1]
+    return sum(n for n, c in colours if c != background)
+
+
+@pytest.mark.parametrize("path", ["primary", "copy"])
+def test_hotkey_on_selected_text_answers_in_a_notification(
+        session: DesktopSession, fake: FakeOllama, tmp_path: Path, path: str) -> None:
+    text = f"hello selected world via {path}"
+    win = session.window_with_selection(text)
+    session.set_clipboard("WHAT THE USER HAD COPIED")
+    extra = {"LABROUTER_SELECTION_PRIMARY": "0"} if path == "copy" else {}
+    app = RunningApp(session, fake, tmp_path, extra)
+    before = len(session.notify_calls())
+    chats = fake.count("/api/chat")
+    try:
+        assert _tray_pixels(session, tmp_path) > 20, "the tray icon is not docked"
+        session.press(CHORD)
+        got = session.wait_notification(lambda n: ANSWER in n.body, 20, since=before)
+        assert got.summary == "qwen3:4b on testbox (quick)"
+        calls = session.notify_calls()[before:]
+        assert [c.body for c in calls][:2] == ["Asking qwen3:4b on testbox (quick)…", ANSWER]
+        assert fake.count("/api/chat") == chats + 1
+        sent = fake.requests_to("/api/chat")[-1].body["messages"][-1]["content"]
+        assert sent.endswith(text)
+        assert f"hotkey: captured {path} {len(text)} chars" in app.text()
+        # the answer fit the notification: the clipboard is exactly what it was
+        assert session.get_clipboard() == "WHAT THE USER HAD COPIED"
+        assert ("qwen3:4b on testbox (quick)", ANSWER) in session.dunst_history()
+    finally:
+        rc = app.stop()
+        win.terminate()
+        win.wait(5)
+    assert rc == 0, app.tail()
+
+
+def test_nothing_selected_says_so_and_keeps_the_clipboard(
+        session: DesktopSession, fake: FakeOllama, tmp_path: Path) -> None:
+    session.set_clipboard("KEEP ME")
+    # PRIMARY: the Tk windows of the other tests are gone, so it has no owner
+    assert not session.get_clipboard("primary")
+    app = RunningApp(session, fake, tmp_path)
+    chats = fake.count("/api/chat")
+    before = len(session.notify_calls())
+    try:
+        session.press(CHORD)
+        got = session.wait_notification(lambda n: n.summary == "Nothing selected", 20,
+                                        since=before)
+        assert "<ctrl>+<alt>+<space>" in got.body
+        assert fake.count("/api/chat") == chats
+        assert session.get_clipboard() == "KEEP ME"
+    finally:
+        rc = app.stop()
+    assert rc == 0, app.tail()
+
+
+def test_long_answer_is_shortened_and_copied(session: DesktopSession, tmp_path: Path) -> None:
+    long = "Long answer sentence number one. " * 20
+    server = FakeOllama(models=["qwen3:4b"], answer=long)
+    _url, stop = server.start_in_thread()
+    win = session.window_with_selection("please explain this at length")
+    session.set_clipboard("OLD")
+    app = RunningApp(session, server, tmp_path)
+    before = len(session.notify_calls())
+    try:
+        session.press(CHORD)
+        got = session.wait_notification(
+            lambda n: n.body.endswith("(full answer copied to the clipboard)"), 20, since=before)
+        assert len(got.body) <= 200
+        wait_for(lambda: session.get_clipboard() == long, 5, "the full answer on the clipboard")
+    finally:
+        rc = app.stop()
+        win.terminate()
+        win.wait(5)
+        stop()
+    assert rc == 0, app.tail()
+
+
+TRAY_SCRIPT = r"""
+import json, sys, threading, time
+from labrouter.app.settings import load_context
+from labrouter.app.desktop_app import DesktopApp, StandaloneDaemon, choose_parts, make_asker
+ctx = load_context(None)
+parts = choose_parts(ctx)
+daemon = StandaloneDaemon(ctx)
+daemon.start_in_thread()
+ask, _ = make_asker(ctx, daemon)
+app = DesktopApp(ctx, daemon, ask, parts, stop_daemon=daemon.stop)
+out = {"tray": parts.tray.name, "backend": getattr(parts.tray, "backend", "")}
+
+def texts():
+    icon = parts.tray.icon
+    def walk(menu, depth=0):
+        res = []
+        for item in menu.items:
+            res.append("  " * depth + item.text)
+            if item.submenu:
+                res += walk(item.submenu, depth + 1)
+        return res
+    return walk(icon.menu)
+
+def drive():
+    time.sleep(0.5)
+    out["before"] = texts()
+    icon = parts.tray.icon
+    pause = next(i for i in icon.menu.items if i.text.startswith("Pause this machine"))
+    hour = next(i for i in pause.submenu.items if i.text == "For 1 hour")
+    hour(icon)  # as a click on the menu item does
+    for _ in range(100):
+        time.sleep(0.05)
+        if any(t.startswith("Resume this machine") for t in texts()):
+            break
+    out["after"] = texts()
+    out["state"] = parts.tray._state
+    print(json.dumps(out), flush=True)
+    app.quit()
+
+threading.Thread(target=drive, daemon=True).start()
+sys.exit(app.run())
+"""
+
+
+def test_tray_menu_shows_the_machines_and_pauses_this_one(
+        session: DesktopSession, fake: FakeOllama, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "config.toml").write_text(
+        f'[node]\nname = "testbox"\n[[servers]]\nurl = "{fake.url}"\nname = "fake"\n')
+    env = dict(session.env, LABROUTER_HOME=str(home), NO_PROXY="127.0.0.1,localhost")
+    out = subprocess.run([sys.executable, "-c", TRAY_SCRIPT], env=env, cwd=str(ROOT),
+                         capture_output=True, text=True, timeout=45)
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    assert data["tray"] == "pystray"
+    before, after = data["before"], data["after"]
+    assert "testbox (this machine): up" in before
+    assert "  Loaded: qwen3:4b" in before
+    assert "  Requests in flight: 0" in before
+    assert "Pause this machine (rented out)" in before
+    assert any(t.startswith("Resume this machine (paused until ") for t in after)
+    assert any(t.startswith("testbox (this machine): paused") for t in after)
+    assert data["state"] == "paused"

@@ -1,0 +1,153 @@
+"""`labrouter doctor` and `labrouter notify`: one line per check, the exit code, and the
+reasons of unavailable desktop backends. Servers are real HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labrouter.app import doctor
+from labrouter.app.settings import Context, load_context
+from labrouter.cli import main
+from labrouter.core.config import ServerConfig
+from tests.fakes import unused_url
+from tests.fakes.ollama_server import FakeOllama
+
+
+@pytest.fixture
+def fake_url() -> Iterator[str]:
+    fake = FakeOllama(models=["qwen3:4b"])
+    url, stop = fake.start_in_thread()
+    try:
+        yield url
+    finally:
+        stop()
+
+
+def _ctx(servers: tuple[ServerConfig, ...], port: int | None = None) -> Context:
+    ctx = load_context(None)
+    cluster = dataclasses.replace(ctx.config.cluster, bind="127.0.0.1",
+                                  port=port or _free_udp())
+    return dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, servers=servers,
+                                                               cluster=cluster))
+
+
+def _free_udp() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _by_name(checks: list[doctor.Check]) -> dict[str, doctor.Check]:
+    return {c.name: c for c in checks}
+
+
+def test_a_reachable_server_a_key_and_a_free_port_pass(fake_url: str) -> None:
+    ctx = _ctx((ServerConfig(url=fake_url, name="box"),))
+    ctx.paths.keyring_file.parent.mkdir(parents=True, exist_ok=True)
+    ctx.paths.keyring_file.write_text("{}")
+    ctx.paths.keyring_file.chmod(0o600)
+    env = {"OLLAMA_HOST": fake_url}
+    checks = doctor.run_checks(ctx, env, desktop=False)
+    c = _by_name(checks)
+    assert c["server box"].ok and "version 0.12.6" in c["server box"].detail
+    assert "local Ollama" not in c  # the configured server is the local Ollama
+    assert c["cluster key"].ok and c["udp port"].ok
+    lines, code = doctor.report(checks)
+    assert code == 0 and lines[-1] == f"{len(checks)} of {len(checks)} checks OK"
+    assert all(line.startswith("OK  ") for line in lines[:-1])
+
+
+def test_an_unreachable_server_and_no_key_fail_with_a_fix() -> None:
+    dead = unused_url()
+    ctx = _ctx((ServerConfig(url=dead, name="gone"),))
+    checks = doctor.run_checks(ctx, {"OLLAMA_HOST": unused_url()}, desktop=False)
+    c = _by_name(checks)
+    assert not c["server gone"].ok and "start the server" in c["server gone"].fix
+    assert not c["cluster key"].ok and "cluster init" in c["cluster key"].fix
+    assert c["local Ollama"].advisory  # a note: this machine may not serve models
+    lines, code = doctor.report(checks)
+    assert code == 1
+    assert lines[-1] == "2 problem(s): server gone, cluster key"
+    assert any(line.startswith("FAIL  server gone: ") and " -> " in line for line in lines)
+    assert any(line.startswith("note  local Ollama") for line in lines)
+
+
+def test_a_key_readable_by_others_is_reported() -> None:
+    ctx = _ctx(())
+    ctx.paths.keyring_file.parent.mkdir(parents=True, exist_ok=True)
+    ctx.paths.keyring_file.write_text("{}")
+    os.chmod(ctx.paths.keyring_file, 0o644)
+    check = doctor.key_check(ctx)
+    assert not check.ok and "chmod 600" in check.fix
+
+
+def test_a_busy_udp_port_is_reported() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        ctx = _ctx((), port=s.getsockname()[1])
+        check = doctor.udp_check(ctx)
+    assert not check.ok and "cannot be bound" in check.detail
+
+
+def test_no_display_is_a_note_not_a_failure() -> None:
+    checks = doctor.desktop_checks(_ctx(()), {})
+    assert len(checks) == 1 and checks[0].advisory and "headless" in checks[0].detail
+
+
+def test_desktop_checks_give_every_unavailable_backend_its_reason(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"WAYLAND_DISPLAY": "wayland-0", "XDG_SESSION_TYPE": "wayland",
+           "DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent"}
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    checks = doctor.desktop_checks(_ctx(()), env)
+    c = _by_name(checks)
+    assert c["display"].ok
+    assert not c["hotkey"].ok and "labrouter ask --selection" in c["hotkey"].fix
+    assert "Wayland" in c["hotkey backend pynput"].detail
+    assert "wl-clipboard" in c["clipboard backend wl"].detail
+    assert c["notify backend notify-send"].detail.startswith("notify-send is not installed")
+    assert c["wayland"].advisory
+
+
+def test_doctor_command_prints_lines_and_exits_1_on_a_problem(
+        capsys: pytest.CaptureFixture[str], labrouter_home: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = labrouter_home / "config" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text(f'[cluster]\nbind = "127.0.0.1"\nport = {_free_udp()}\n'
+                   f'[[servers]]\nurl = "{unused_url()}"\nname = "gone"\n')
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("OLLAMA_HOST", unused_url())
+    rc = main(["doctor"])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 1
+    assert out[0].startswith("note  display: ")
+    assert any(line.startswith("FAIL  server gone") for line in out)
+    assert out[-1] == "2 problem(s): server gone, cluster key"
+
+
+def test_notify_test_reports_the_backend(capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABROUTER_NOTIFY_BACKEND", "null")
+    rc = main(["notify", "hello"])
+    assert rc == 0 and capsys.readouterr().out.strip().endswith("shown with null")
+    monkeypatch.delenv("LABROUTER_NOTIFY_BACKEND")
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    rc = main(["notify", "--test"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "skipped notify-send: no D-Bus session" in out or sys_platform() != "linux"
+    assert "went to the log only" in out
+
+
+def sys_platform() -> str:
+    import sys
+
+    return "linux" if sys.platform.startswith("linux") else sys.platform
