@@ -43,6 +43,7 @@ from ..core.config import Config
 from ..core.errors import AllFailed, ConfigError, LabrouterError, NoCandidate
 from ..core.peers import ModelInfo, Peer
 from ..core.policy import Candidate
+from ..relay.server import Site
 
 log = logging.getLogger(__name__)
 
@@ -635,29 +636,11 @@ def _sse(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
 
 
-class FrontDoorSite:
+class FrontDoorSite(Site):
     """Runs a ``FrontDoor`` on ``bind:port`` inside the current event loop."""
 
     def __init__(self, door: FrontDoor, bind: str, port: int) -> None:
         check_bind(bind, door.allow_lan)
+        super().__init__(door.app(), bind, port)
         self.door = door
         self.bind = bind
-        self.port = port
-        self.runner: web.AppRunner | None = None
-
-    async def start(self) -> int:
-        # handler_cancellation: a client that hangs up cancels its ask, which closes the
-        # upstream stream instead of letting a model generate for nobody
-        self.runner = web.AppRunner(self.door.app(), handler_cancellation=True,
-                                    access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, self.bind, self.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        return int(sockets[0].getsockname()[1]) if sockets else self.port
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None

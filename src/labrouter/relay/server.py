@@ -271,23 +271,25 @@ def _line(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
-class RelaySite:
-    """Runs a ``RelayServer`` on a TLS socket inside the current event loop."""
+class Site:
+    """An aiohttp app listening on ``host:port`` inside the current event loop.
 
-    def __init__(self, server: RelayServer, ssl_context: Any, port: int,
-                 host: str | list[str] | None = None) -> None:
-        self.server = server
-        self.ssl_context = ssl_context
+    Shared by the relay and the front door: both cancel a handler whose client went away
+    (``handler_cancellation``), which closes the upstream stream, so a dropped request
+    stops the model instead of letting it generate for nobody.
+    """
+
+    def __init__(self, app: web.Application, host: str | list[str] | None, port: int,
+                 ssl_context: Any = None) -> None:
+        self.app = app
+        self.host = host  # None: every interface
         self.port = port
-        self.host = host  # None: every interface (peers must reach it)
+        self.ssl_context = ssl_context
         self.runner: web.AppRunner | None = None
 
     async def start(self) -> int:
         """Start listening; returns the bound port (useful when ``port`` is 0)."""
-        # handler_cancellation: a client that goes away cancels its handler, which closes
-        # the upstream stream, so a dropped request stops the model instead of running on
-        self.runner = web.AppRunner(self.server.app(), handler_cancellation=True,
-                                    access_log=None)
+        self.runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
         await self.runner.setup()
         # reuse_address left to asyncio: on by default on Unix, and never on Windows, where
         # SO_REUSEADDR would let another program take over the port
@@ -301,6 +303,15 @@ class RelaySite:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+
+
+class RelaySite(Site):
+    """Runs a ``RelayServer`` on a TLS socket; ``host`` None listens where peers reach it."""
+
+    def __init__(self, server: RelayServer, ssl_context: Any, port: int,
+                 host: str | list[str] | None = None) -> None:
+        super().__init__(server.app(), host, port, ssl_context)
+        self.server = server
 
 
 # ------------------------------------------------------------------ doctor check
