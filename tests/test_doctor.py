@@ -151,3 +151,10 @@ def sys_platform() -> str:
     import sys
 
     return "linux" if sys.platform.startswith("linux") else sys.platform
+
+
+def test_doctor_warns_when_ollama_listens_on_every_interface(labrouter_home: Path) -> None:
+    ctx = load_context()
+    exposed = doctor.exposure_checks(ctx, {"OLLAMA_HOST": "0.0.0.0:11434"})
+    assert exposed and not exposed[0].ok and exposed[0].advisory
+    assert "0.0.0.0" in exposed[0].detail and "127.0.0.1" in exposed[0].fix

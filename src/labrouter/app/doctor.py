@@ -190,7 +190,36 @@ def run_checks(ctx: Context, env: Mapping[str, str] | None = None,
     checks += server_checks(ctx, env)
     checks.append(key_check(ctx))
     checks.append(udp_check(ctx))
+    checks += exposure_checks(ctx, env)
     return checks
+
+
+def exposure_checks(ctx: Context, env: Mapping[str, str]) -> list[Check]:
+    """Tell the user when a local Ollama listens on the LAN: the relay makes that needless."""
+    from ..relay.server import ollama_exposure
+
+    out = []
+    for s in ctx.config.servers:
+        if s.kind != "ollama" or not _is_local(s.url):
+            continue
+        warning = ollama_exposure(s.url, env=env)
+        if warning:
+            out.append(Check(f"ollama exposure {s.label}", False, warning,
+                             "labrouter's relay carries requests between machines, "
+                             "authenticated and encrypted: bind Ollama to 127.0.0.1 "
+                             "(unset OLLAMA_HOST or set it to 127.0.0.1:11434)",
+                             advisory=True))
+        else:
+            out.append(Check(f"ollama exposure {s.label}", True,
+                             "listens on loopback only; peers reach it through the relay"))
+    return out
+
+
+def _is_local(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def report(checks: Sequence[Check]) -> tuple[list[str], int]:
