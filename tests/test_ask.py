@@ -263,3 +263,8 @@ def test_asyncio_is_not_left_with_pending_tasks() -> None:
                 await Asker(cfg, lambda: peers).ask(AskRequest("hi"))
         return len([t for t in asyncio.all_tasks() if not t.done()])
     assert asyncio.run(run()) <= 1
+
+
+def test_cli_ask_with_no_prompt_is_a_usage_error(labrouter_home: Path) -> None:
+    out = _cli(labrouter_home, "ask", stdin="  \n")
+    assert out.returncode == 2 and "no prompt given" in out.stderr

@@ -20,7 +20,7 @@ import ollama
 import pytest
 
 from labrouter.app.daemon import Daemon
-from labrouter.app.http_services import FrontDoorService, RelayService
+from labrouter.app.http_services import FrontDoorService, RelayService, RouterService
 from labrouter.app.paths import resolve_paths, write_private
 from labrouter.app.settings import Context
 from labrouter.cluster.keys import Keyring, save_keyring
@@ -71,6 +71,7 @@ peers = ["127.0.0.1:{peer_port}"]
     daemon = Daemon(Context(paths=paths, config=config, config_exists=True))
     relay = RelayService(bind="127.0.0.1", port=0)
     api = FrontDoorService(port=0)
+    daemon.add_service(RouterService())  # as `labrouter run` does: one Asker, shared
     daemon.add_service(relay)
     daemon.add_service(api)
     task = asyncio.create_task(daemon.serve())
@@ -124,3 +125,18 @@ async def test_a_request_on_one_daemon_is_answered_through_the_others_relay(
     r = await client.chat(model="auto:code", stream=False,
                           messages=[{"role": "user", "content": "def f(): pass"}])
     assert r.message.content == a.fake.answer_for("qwen3:4b")
+
+
+async def test_the_daemons_asker_learns_speeds_and_keeps_them_across_a_restart(
+        pair: tuple[Running, Running]) -> None:
+    import json
+
+    from labrouter.ask import AskRequest
+
+    a, _ = pair
+    result = await a.daemon.asker.ask(AskRequest("hello there", model="qwen2.5-coder:7b"))
+    assert result.node == "gpu"
+    a.daemon.request_stop()
+    await asyncio.wait_for(a.task, 10)
+    saved = json.loads(a.daemon.paths.speeds_file.read_text())
+    assert any(k.startswith("gpu/") and k.endswith("/qwen2.5-coder:7b") for k in saved)

@@ -232,23 +232,45 @@ class RouterService:
     learned speeds (kept across restarts) and closes the relay sessions.
     """
 
+    SAVE_EVERY = 60.0  # seconds: a crash loses at most a minute of learned speeds
+
     def __init__(self) -> None:
         self._daemon: Any = None
         self._connector: RelayConnector | None = None
+        self._saver: asyncio.Task[None] | None = None
 
     async def start(self, daemon: Any) -> None:
         self._daemon = daemon
         daemon.asker, self._connector = build_asker(daemon)
         daemon.ask_connector = self._connector
+        self._saver = asyncio.get_running_loop().create_task(self._save_loop())
 
-    async def stop(self) -> None:
+    def _save(self) -> None:
         from .local import save_speeds
 
-        if self._daemon is None:
-            return
         asker = getattr(self._daemon, "asker", None)
         if asker is not None:
             save_speeds(self._daemon.paths.speeds_file, asker.speeds)
+
+    async def _save_loop(self) -> None:
+        last = ""
+        while True:
+            await asyncio.sleep(self.SAVE_EVERY)
+            asker = getattr(self._daemon, "asker", None)
+            now = repr(asker.speeds.to_dict()) if asker is not None else ""
+            if now != last:  # write only when something was learned
+                self._save()
+                last = now
+
+    async def stop(self) -> None:
+        if self._daemon is None:
+            return
+        if self._saver is not None:
+            self._saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saver
+            self._saver = None
+        self._save()
         if self._connector is not None:
             await self._connector.aclose()
             self._connector = None

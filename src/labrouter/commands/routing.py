@@ -43,12 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _read_text(parts: list[str]) -> str:
+    text = ""
     if parts == ["-"] or (not parts and not sys.stdin.isatty()):
-        return sys.stdin.read()
-    if not parts:
+        text = sys.stdin.read()
+    elif parts:
+        text = " ".join(parts)
+    if not text.strip():
         raise UsageError("no prompt given", hint="Pass the prompt as arguments, or - to read "
                          "it from stdin.")
-    return " ".join(parts)
+    return text
 
 
 def _route(args: argparse.Namespace, ctx: Context) -> int:
