@@ -19,10 +19,17 @@ from labrouter.app.lock import InstanceLock
 from labrouter.app.pause import PauseState, load_pause, parse_until, running_process, save_pause
 from labrouter.app.settings import load_context
 from labrouter.cli import main
+from labrouter.cluster import wire
 from labrouter.cluster.keys import decode_join_code, encode_join_code, load_keyring
 from labrouter.cluster.monitor import Monitor
 from labrouter.core.config import ServerConfig
-from labrouter.core.errors import AlreadyRunning, BackendError, KeyringError, Unreachable
+from labrouter.core.errors import (
+    AlreadyRunning,
+    BackendError,
+    DaemonError,
+    KeyringError,
+    Unreachable,
+)
 from labrouter.core.peers import ModelInfo
 
 
@@ -117,6 +124,24 @@ async def test_control_channel_without_a_key(labrouter_home: Path) -> None:
                 return json.loads(s.makefile().readline())
 
         assert await asyncio.to_thread(bad_token) == {"ok": False, "error": "bad token"}
+
+        def hostile(line: bytes) -> Any:
+            with socket.create_connection(("127.0.0.1", info["port"]), timeout=5) as s:
+                s.sendall(line)
+                f = s.makefile("rb")
+                first = json.loads(f.readline())
+                try:
+                    s.sendall(json.dumps({"token": info["token"], "cmd": "status"}).encode()
+                              + b"\n")
+                    return first, f.readline()  # b"": closed after a bad guess
+                except ConnectionResetError:
+                    return first, b""
+
+        # a non-ASCII token, deeply nested JSON: answered, and the daemon keeps going
+        first, after = await asyncio.to_thread(hostile, '{"token": "é", "cmd": "x"}\n'.encode())
+        assert first == {"ok": False, "error": "bad token"} and after == b""
+        first, _ = await asyncio.to_thread(hostile, b"[" * 200_000 + b"\n")
+        assert first == {"ok": False, "error": "not a JSON object"}
         # passive health from a CLI ask
         await call(d, "report_failure", node_id="local", server_id="ollama")
         assert d.table.is_server_suspect(d.node_id, "ollama")
@@ -161,6 +186,39 @@ async def test_pause_persists_unloads_and_announces(labrouter_home: Path) -> Non
     d2 = make_daemon(labrouter_home, backend)
     assert d2.pause_state.paused and d2.pause_state.reason == "rented"
     assert d2.node_id == d.node_id and d2.epoch != d.epoch
+
+
+async def test_an_impossible_until_is_refused_and_announcing_goes_on(
+        labrouter_home: Path) -> None:
+    """`pause --until 1e400s` (Infinity in JSON) or NaN must not leave the node paused with
+    an until-time it cannot announce: its announcements would fail and peers mark it down."""
+    d = make_daemon(labrouter_home, FakeBackend("x", [], []))
+    task = await started(d)
+    try:
+        client = await asyncio.to_thread(ControlClient.from_paths, d.paths)
+        assert client is not None
+        for bad in (float("inf"), float("nan"), 1e300, True, -5):
+            with pytest.raises(DaemonError, match="until"):
+                await asyncio.to_thread(client.call, "pause", until=bad)
+            assert not d.pause_state.paused
+        # whatever the state holds, building an announcement never fails
+        d.pause_state = PauseState(True, "x", float("inf"))
+        wire.announce_body(d._self_peer(), 1.0, 1, True)
+    finally:
+        d.request_stop()
+        await asyncio.wait_for(task, 5)
+
+
+def test_parse_until_and_load_pause_refuse_impossible_times(tmp_path: Path) -> None:
+    now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    for text in ("1" * 400 + "d", "100000000d"):
+        with pytest.raises(Exception, match="too far"):
+            parse_until(text, now)
+    f = tmp_path / "pause.json"
+    f.write_text('{"paused": true, "reason": "r", "until": Infinity}')
+    assert not load_pause(f, 0.0).paused
+    f.write_text('{"paused": true, "reason": "r", "until": NaN}')
+    assert not load_pause(f, 0.0).paused
 
 
 async def test_auto_pause_while_a_process_runs(labrouter_home: Path) -> None:

@@ -121,7 +121,10 @@ async def test_bad_requests_are_400() -> None:
                                    {"role": "user", "content": "x"}]})),
                                ("/api/generate", json.dumps({"model": "auto"})),
                                ("/v1/chat/completions", json.dumps({"model": "auto", "messages": [
-                                   {"role": "assistant", "content": "x"}]}))):
+                                   {"role": "assistant", "content": "x"}]})),
+                               # nested too deep for json.loads (RecursionError), not a 500
+                               ("/api/chat", "[" * 100_000),
+                               ("/v1/chat/completions", "[" * 100_000)):
                 async with s.post(url + path, data=body) as r:
                     assert r.status == 400, (path, body)
     finally:

@@ -253,3 +253,31 @@ def test_parse_peer() -> None:
     assert parse_peer("100.64.0.2", 47811) == ("100.64.0.2", 47811)
     assert parse_peer("host:9", 47811) == ("host", 9)
     assert parse_peer("[fd00::1]:5", 47811) == ("fd00::1", 5)
+
+
+def test_hostile_key_holder_body_is_cleaned_not_crashing() -> None:
+    """NaN numbers, escape sequences and a host name as address: applied, cleaned."""
+    net = Net()
+    a = net.add("a")
+    sealer = wire.Sealer(KEY, bytes.fromhex("ee" * 16), 77)
+    raw = (b'{"n":"x\\u001b[2Jy","iv":NaN,"sv":1,"q":NaN,"a":"evil.example","pt":NaN,'
+           b'"s":[{"i":"o","q":Infinity}]}')
+    sends = a.node.receive(sealer.seal(wire.ANNOUNCE, raw, net.wall), ("10.0.0.66", 4000),
+                           net.now, net.wall)
+    p = a.node.table.peers["ee" * 16]
+    assert p.name == "x[2Jy" and p.state == NodeState.JOINING
+    # the challenge goes to the source address, not to a name to resolve
+    assert [s.dest for s in sends] == [("10.0.0.66", 4000)]
+
+
+def test_newer_version_warnings_are_bounded() -> None:
+    """Spoofed sources must not grow the once-per-source warning set without end."""
+    net = Net()
+    a = net.add("a")
+    pkt = bytearray(wire.Sealer(KEY, bytes(16), 1).seal(wire.ANNOUNCE, {}, net.wall))
+    pkt[4] = wire.VERSION + 1
+    for i in range(5000):
+        a.node.receive(bytes(pkt), (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 1),
+                       net.now, net.wall)
+    assert len(a.node._newer_logged) <= 64
+    assert a.node.drops()["newer_version"] == 5000

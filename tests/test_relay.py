@@ -206,6 +206,41 @@ async def test_a_replayed_request_is_refused(node: Node) -> None:
     assert "replayed" in data["error"]["message"]  # type: ignore[index]
 
 
+async def test_a_stranger_is_refused_before_the_body_is_read(node: Node) -> None:
+    """Fresh-looking headers and a huge announced body: 401 at once, nothing buffered.
+
+    Anyone can write a current timestamp; only the proof over the body's digest, checked
+    from the headers, keeps a stranger from making the relay buffer 64 MiB per connection.
+    """
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.port, ssl=ctx)
+    try:
+        head = (f"POST /relay/v1/chat HTTP/1.1\r\nHost: x\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {60 * 2**20}\r\n"
+                f"X-Labrouter-Time: {int(time.time() * 1000)}\r\n"
+                f"X-Labrouter-Nonce: {'ab' * 16}\r\nX-Labrouter-Proof: {'0' * 64}\r\n"
+                f"X-Labrouter-Body: {'1' * 64}\r\n\r\n")
+        writer.write(head.encode() + b"{" * 1024)  # and never the rest
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 5)
+        assert status.split()[1] == b"401"
+    finally:
+        writer.close()
+    assert node.fake.received == []
+
+
+async def test_a_key_holders_deeply_nested_body_is_400_not_500(node: Node) -> None:
+    signer = RequestSigner.from_cluster_key(KEY)
+    body = b"[" * 100_000
+    headers = signer.headers("POST", "/relay/v1/models", body, time.time())
+    status, data = await _raw_post(node, "/relay/v1/models", body, headers)
+    assert status == 400 and "JSON" in data["error"]["message"]  # type: ignore[index]
+
+
 async def test_a_stale_request_is_refused(node: Node) -> None:
     signer = RequestSigner.from_cluster_key(KEY)
     body = b'{"server":"ollama"}'

@@ -284,3 +284,60 @@ def test_fuzz_decoder_count() -> None:
     assert tried == 20_000
     assert sum(g.drops.values()) + g.accepted == tried
     print(f"fuzz: {tried} inputs, drops by reason: {dict(g.drops)}")
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+              st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.sampled_from(list("ilmkuqect")), inner,
+                                            max_size=6)),
+    max_leaves=20)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(body=st.dictionaries(st.sampled_from(["n", "iv", "sv", "q", "a", "pt", "p", "pr", "pu",
+                                              "s", "os", "v", "rp", "fp"]), json_values,
+                            max_size=10),
+       flags=st.integers(0, 7))
+def test_any_authentic_body_parses_without_raising(body: dict, flags: int) -> None:
+    """A key holder's body (json.loads accepts NaN and Infinity) is clamped, never raises."""
+    wire.parse_announce(body, flags)
+
+
+def test_nan_and_infinity_are_clamped() -> None:
+    body = json_loads_like_the_gate(b'{"iv":NaN,"sv":Infinity,"q":-Infinity,"pt":NaN,'
+                                    b'"s":[{"i":"o","q":NaN,"m":[["m",NaN,NaN]]}]}')
+    ann = wire.parse_announce(body, wire.FULL_STATE)
+    assert ann.interval == 0.05 and ann.state_version == 2**32 and ann.in_flight == 0
+    assert ann.port == 0 and ann.servers[0].in_flight == 0
+    assert ann.servers[0].models[0].size == 0
+
+
+def json_loads_like_the_gate(raw: bytes) -> dict:
+    import json
+
+    return json.loads(raw)
+
+
+def test_strings_lose_control_characters() -> None:
+    """Names are printed by `labrouter nodes`: no terminal escapes, bidi tricks or surrogates."""
+    ann = wire.parse_announce({
+        "n": "gpu\x1b[2J\x1b]0;pwned\x07box", "pr": "rent\u202eed\r\nFAKE", "os": "li\x00nux",
+        "s": [{"i": "oll\x1bama", "l": ["q\x9bwen"], "e": "down\ud800",
+               "m": [["m\x1b[31m", 1, 1, 0, "fam\u200bily"]]}]}, wire.FULL_STATE)
+    shown = [ann.name, ann.pause_reason, ann.os, ann.servers[0].id, *ann.servers[0].loaded,
+             ann.servers[0].error, ann.servers[0].models[0].name,
+             ann.servers[0].models[0].family]
+    assert ann.name == "gpu[2J]0;pwnedbox" and ann.pause_reason == "rentedFAKE"
+    for text in shown:
+        assert text.isprintable(), text
+        text.encode("utf-8")  # no lone surrogate
+
+
+def test_announced_address_must_be_an_ip_literal() -> None:
+    """A host name would be resolved, blocking, by sendto on the event loop at every probe."""
+    assert wire.parse_announce({"a": "10.0.0.7"}, 0).address == "10.0.0.7"
+    assert wire.parse_announce({"a": "fd00::1"}, 0).address == "fd00::1"
+    for bad in ("evil.example", "localhost", "10.0.0.7\n", "", 7, "1" * 200):
+        assert wire.parse_announce({"a": bad}, 0).address == ""

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Any | Awaitable[Any]]
 MAX_LINE = 1_000_000
+IDLE_TIMEOUT = 30.0  # seconds a connection may wait between requests
 
 
 class ControlServer:
@@ -70,14 +71,18 @@ class ControlServer:
         try:
             while True:
                 try:
-                    line = await reader.readline()
-                except (ValueError, asyncio.LimitOverrunError):
+                    # an idle connection is closed: any local user can connect, and
+                    # connections held open forever would use up the daemon's file handles
+                    line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT)
+                except (ValueError, asyncio.LimitOverrunError, TimeoutError):
                     break
                 if not line:
                     break
                 reply = await self._dispatch(line)
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
+                if reply.get("error") == "bad token":
+                    break  # one guess per connection
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -88,9 +93,11 @@ class ControlServer:
             req = json.loads(line)
             if not isinstance(req, dict):
                 raise ValueError
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deep
             return {"ok": False, "error": "not a JSON object"}
-        if not hmac.compare_digest(str(req.get("token", "")), self.token):
+        # compared as bytes: compare_digest raises TypeError on non-ASCII str
+        if not hmac.compare_digest(str(req.get("token", "")).encode("utf-8", "replace"),
+                                   self.token.encode()):
             return {"ok": False, "error": "bad token"}
         cmd = str(req.get("cmd", ""))
         handler = self.handlers.get(cmd)

@@ -39,7 +39,7 @@ from ..core.peers import NodeState, Peer, PeerTable, ServerState, peer_to_dict
 from .control import ControlServer
 from .lock import InstanceLock
 from .paths import ensure_dir, write_atomic
-from .pause import PauseState, load_pause, running_process, save_pause
+from .pause import PauseState, load_pause, running_process, save_pause, valid_until
 from .settings import Context
 
 log = logging.getLogger(__name__)
@@ -423,9 +423,12 @@ class Daemon:
     def _pause(self, reason: str, until: float | None, auto: bool = False) -> None:
         self.pause_state = PauseState(True, reason, until, auto)
         save_pause(self.paths.pause_file, self.pause_state)
-        log.info("paused%s%s", f": {reason}" if reason else "",
-                 f" until {time.strftime('%Y-%m-%d %H:%M', time.localtime(until))}"
-                 if until else "")
+        try:
+            when = f" until {time.strftime('%Y-%m-%d %H:%M', time.localtime(until))}" \
+                if until else ""
+        except (OverflowError, OSError, ValueError):  # Windows: no dates after the year 3000
+            when = f" until {until:.0f}"
+        log.info("paused%s%s", f": {reason}" if reason else "", when)
         self._announce_now()
         if self.config.node.unload_on_pause and self.loop is not None:
             self.loop.create_task(self._unload())
@@ -464,8 +467,11 @@ class Daemon:
 
     def _control_pause(self, req: dict[str, Any]) -> dict[str, Any]:
         until = req.get("until")
-        if until is not None and not isinstance(until, (int, float)):
-            raise LabrouterError("until must be a number (Unix seconds)")
+        if until is not None and (isinstance(until, bool) or not isinstance(until, (int, float))
+                                  or not valid_until(until)):
+            # checked before anything changes: a pause saved with an until-time that cannot
+            # be announced (Infinity, NaN) would silence this node to its peers
+            raise LabrouterError("until must be a time in Unix seconds, before the year 10000")
         self._pause(str(req.get("reason", ""))[:200], float(until) if until else None)
         return self.status()
 

@@ -448,7 +448,7 @@ class FrontDoor:
     async def _json(request: web.Request) -> dict[str, Any] | web.Response:
         try:
             body = await request.json(loads=json.loads)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deep
             body = None
         if not isinstance(body, dict):
             return web.json_response({"error": "the request body must be a JSON object"},

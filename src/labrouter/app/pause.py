@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 import subprocess
@@ -22,6 +23,14 @@ from pathlib import Path
 
 from ..core.errors import UsageError
 from .paths import write_atomic
+
+#: the latest until-time accepted (9999-12-31): later ones, Infinity and NaN cannot be
+#: shown, compared or announced (an announcement that fails makes peers mark us down)
+MAX_UNTIL = 253402300799.0
+
+
+def valid_until(until: float) -> bool:
+    return math.isfinite(until) and 0 < until <= MAX_UNTIL
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,8 @@ def load_pause(path: Path, wall: float) -> PauseState:
                         auto=bool(d.get("auto")))
     except (OSError, ValueError, TypeError, KeyError):
         return PauseState()
+    if st.until is not None and not valid_until(st.until):
+        return PauseState()  # unreadable, as above
     return PauseState() if st.expired(wall) or st.auto else st
 
 
@@ -61,7 +72,7 @@ def parse_until(text: str, now: dt.datetime | None = None) -> float:
     if _DUR.fullmatch(t) or re.fullmatch(r"(\d+(?:\.\d+)?\s*[smhd]\s*)+", t, re.I):
         mult = {"s": 1, "m": 60, "h": 3600, "d": 86400}
         secs = sum(float(n) * mult[u.lower()] for n, u in _DUR.findall(t))
-        return now.timestamp() + secs
+        return _checked(now.timestamp() + secs, text)
     m = re.fullmatch(r"(\d{1,2}):(\d{2})", t)
     if m:
         h, mi = int(m.group(1)), int(m.group(2))
@@ -80,7 +91,14 @@ def parse_until(text: str, now: dt.datetime | None = None) -> float:
                  "--until 2026-12-01T09:00") from None
     if at.tzinfo is None:
         at = at.astimezone()
-    return at.timestamp()
+    return _checked(at.timestamp(), text)
+
+
+def _checked(until: float, text: str) -> float:
+    if not valid_until(until):
+        raise UsageError(f"--until {text}: too far in the future",
+                         hint="Leave --until out to pause until `labrouter resume`.")
+    return until
 
 
 def running_process(names: Iterable[str]) -> str:

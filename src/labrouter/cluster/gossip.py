@@ -44,6 +44,7 @@ PROBES = 3  # unicast probes to a suspect node
 PROBE_GAP = 0.3  # intervals between probes
 RATE = 50.0  # packets per second per source address, before crypto
 BURST = 100.0
+MAX_NEWER_LOGGED = 64  # sources warned about a newer protocol, at most
 MCAST6_GROUP = "ff12::4c52"  # transient, link-local scope ("LR")
 
 
@@ -170,7 +171,10 @@ class GossipNode:
         try:
             op = self.gate.open(data, now, wall)
         except wire.Drop as d:
-            if d.reason == "newer_version" and src[0] not in self._newer_logged:
+            if d.reason == "newer_version" and src[0] not in self._newer_logged and \
+                    len(self._newer_logged) < MAX_NEWER_LOGGED:
+                # bounded: source addresses are spoofable, so "once per source" alone
+                # would let a flood grow this set (and the log) without end
                 self._newer_logged.add(src[0])
                 log.warning("%s speaks a newer labrouter protocol (%s); update this machine",
                             src[0], d.detail)

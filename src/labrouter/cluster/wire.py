@@ -15,8 +15,11 @@ are written down in docs/protocol.md. Must not import sockets, asyncio or app/.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import math
 import os
+import re
 import struct
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
@@ -338,12 +341,29 @@ class Gate:
 # ------------------------------------------------------------------ announcement body
 
 
+# C0/C1 controls (terminal escapes in `labrouter nodes`), bidi overrides and invisible
+# format characters (a name that reads as another), lone surrogates (json.loads makes them
+# from "\ud800"; printing one raises UnicodeEncodeError)
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e"
+                          "\u2060-\u206f\ufeff\ud800-\udfff]")
+
+
 def _s(v: Any, limit: int = MAX_NAME) -> str:
-    return v[:limit] if isinstance(v, str) else ""
+    return _UNPRINTABLE.sub("", v[:limit]) if isinstance(v, str) else ""
+
+
+def _addr(v: Any) -> str:
+    """An IP address literal, else "" (the datagram's source is used): a host name here
+    would make the event loop's sendto resolve it, blocking, for every probe."""
+    try:
+        return str(ipaddress.ip_address(v)) if isinstance(v, str) and len(v) <= 64 else ""
+    except ValueError:
+        return ""
 
 
 def _i(v: Any, lo: int = 0, hi: int = 2**31) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    # NaN passes min/max unchanged and int(NaN) raises: json.loads reads a bare NaN
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
         return lo
     return int(min(max(v, lo), hi))
 
@@ -363,11 +383,13 @@ def _model_out(m: ModelInfo) -> list[Any]:
 
 def _model_in(v: Any) -> ModelInfo | None:
     if isinstance(v, str):
-        return ModelInfo(name=v[:MAX_NAME]) if v else None
+        return ModelInfo(name=_s(v)) if _s(v) else None
     if not isinstance(v, list) or not v or not isinstance(v[0], str) or not v[0]:
         return None
     get = (lambda i: v[i] if len(v) > i else None)  # noqa: E731
-    return ModelInfo(name=v[0][:MAX_NAME], size=_i(get(1), 0, 2**62),
+    if not _s(v[0]):
+        return None
+    return ModelInfo(name=_s(v[0]), size=_i(get(1), 0, 2**62),
                      params_b=_f(get(2), 0.0, 1e6), vision=bool(get(3)),
                      family=_s(get(4), 32))
 
@@ -393,7 +415,8 @@ def announce_body(peer: Peer, interval: float, state_version: int, full: bool,
         body["p"] = 1
         if peer.pause_reason:
             body["pr"] = peer.pause_reason[:80]
-        if peer.paused_until is not None:
+        if peer.paused_until is not None and math.isfinite(peer.paused_until):
+            # int(inf) raises: an announcement must never fail, or peers mark us down
             body["pu"] = int(peer.paused_until)
     servers = []
     for s in peer.servers[:MAX_SERVERS]:
@@ -496,7 +519,7 @@ def parse_announce(body: Mapping[str, Any], flags: int) -> Announcement:
         interval=_i(body.get("iv"), MIN_INTERVAL_MS, 60_000) / 1000.0,
         state_version=_i(body.get("sv"), 0, 2**32),
         in_flight=_i(body.get("q"), 0, 10**6),
-        address=_s(body.get("a"), 64), port=_i(body.get("pt"), 0, 65535),
+        address=_addr(body.get("a")), port=_i(body.get("pt"), 0, 65535),
         relay_port=_i(body.get("rp"), 0, 65535), cert_fingerprint=_s(body.get("fp"), 128),
         paused=bool(body.get("p")), pause_reason=_s(body.get("pr"), 80),
         paused_until=_f(pu, 0.0, 1e11) if isinstance(pu, (int, float)) and

@@ -29,6 +29,9 @@ HKDF_INFO = b"labrouter relay v1"
 HEADER_TIME = "X-Labrouter-Time"  # milliseconds since the epoch (wall clock)
 HEADER_NONCE = "X-Labrouter-Nonce"  # 16 random bytes, hex
 HEADER_PROOF = "X-Labrouter-Proof"  # HMAC-SHA256, hex
+#: SHA-256 of the body, hex: the proof covers it, so the proof is checked from the headers
+#: alone and a stranger is refused before the relay reads (buffers) any of the body
+HEADER_BODY = "X-Labrouter-Body"
 #: a request older or newer than this is refused; wall clocks of a home lab drift by
 #: seconds, not minutes, and a short window keeps the replay cache small
 DEFAULT_WINDOW = 60.0
@@ -53,7 +56,10 @@ def derive_relay_key(cluster_key: bytes) -> bytes:
 
 def canonical(method: str, path: str, ts_ms: int, nonce: str, body: bytes) -> bytes:
     """What the HMAC covers. Newlines separate fields; none of them may contain one."""
-    digest = hashlib.sha256(body).hexdigest()
+    return _canonical(method, path, ts_ms, nonce, hashlib.sha256(body).hexdigest())
+
+
+def _canonical(method: str, path: str, ts_ms: int, nonce: str, digest: str) -> bytes:
     return f"{method.upper()}\n{path}\n{ts_ms}\n{nonce}\n{digest}".encode()
 
 
@@ -76,8 +82,10 @@ class RequestSigner:
         """The proof headers for one request; ``now`` is wall-clock seconds."""
         nonce = nonce or secrets.token_hex(16)
         ts_ms = int(now * 1000)
-        proof = _mac(self.relay_key, canonical(method, path, ts_ms, nonce, body))
-        return {HEADER_TIME: str(ts_ms), HEADER_NONCE: nonce, HEADER_PROOF: proof}
+        digest = hashlib.sha256(body).hexdigest()
+        proof = _mac(self.relay_key, _canonical(method, path, ts_ms, nonce, digest))
+        return {HEADER_TIME: str(ts_ms), HEADER_NONCE: nonce, HEADER_PROOF: proof,
+                HEADER_BODY: digest}
 
 
 class ProofVerifier:
@@ -125,9 +133,25 @@ class ProofVerifier:
     def check(self, method: str, path: str, headers: Mapping[str, str], body: bytes,
               now: float) -> None:
         """Raise ProofError unless the request is signed, fresh and not seen before."""
+        self.check_body(headers, body)
+        self.check_headers(method, path, headers, now)
+
+    def check_body(self, headers: Mapping[str, str], body: bytes) -> None:
+        """The body is the one the proof covers (after ``check_headers``, once it is read)."""
+        if not hmac.compare_digest(hashlib.sha256(body).hexdigest(),
+                                   headers.get(HEADER_BODY) or ""):
+            raise ProofError("bad key proof (the body was changed, or the cluster keys differ)")
+
+    def check_headers(self, method: str, path: str, headers: Mapping[str, str],
+                      now: float) -> None:
+        """Everything but the body, before it is read: the time, the HMAC over the body's
+        announced digest, the replay cache. Then ``check_body`` once the body is in."""
         self.check_time(headers, now)
         ts_ms, nonce, proof = self._fields(headers)
-        message = canonical(method, path, ts_ms, nonce, body)
+        digest = headers.get(HEADER_BODY) or ""
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ProofError("no body digest (is the sender an older labrouter? update it)")
+        message = _canonical(method, path, ts_ms, nonce, digest)
         if not any(hmac.compare_digest(_mac(k, message), proof) for k in self.relay_keys):
             raise ProofError("bad key proof (the cluster keys differ)")
         # only a correctly signed request may enter the cache, so strangers cannot flush it
