@@ -208,6 +208,8 @@ if ($NoStart) {
 } else {
     if (Test-Path $pidFile) {
         $old = Get-Process -Id ([int](Get-Content $pidFile)) -ErrorAction SilentlyContinue
+        # after a reboot the number may belong to another program: only a Python is ours
+        if ($old -and $old.ProcessName -notmatch '^pythonw?$') { $old = $null }
         if ($old) { Say "stopping the daemon this installer started before (pid $($old.Id))"; $old | Stop-Process -Force }
     }
     New-Item -ItemType Directory -Force -Path $paths.run | Out-Null

@@ -198,7 +198,9 @@ elif printf '%s' "$ENABLE_OUT" | grep -q 'started by systemd'; then
 elif printf '%s' "$ENABLE_OUT" | grep -q 'started by launchd'; then
     say "started by launchd"
 else
-    if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    # only a process that is still `labrouter run`: after a reboot the number may be reused
+    if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null \
+            && ps -p "$(cat "$PIDFILE")" -o args= 2>/dev/null | grep -q 'labrouter.* run'; then
         say "stopping the daemon this installer started before (pid $(cat "$PIDFILE"))"
         kill "$(cat "$PIDFILE")" 2>/dev/null || true
         i=0

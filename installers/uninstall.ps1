@@ -60,6 +60,10 @@ if (Test-Path $Python) {
 $pidFile = Join-Path $RunDir "installer-daemon.pid"
 if (Test-Path $pidFile) {
     $p = Get-Process -Id ([int](Get-Content $pidFile)) -ErrorAction SilentlyContinue
+    # after a reboot the number may belong to another program: only a Python is ours
+    if ($p -and $p.ProcessName -notmatch '^pythonw?$') {
+        Say "pid $($p.Id) in $pidFile is not labrouter any more: leaving it alone"; $p = $null
+    }
     if ($p) { Say "stopping the daemon (pid $($p.Id))"; $p | Stop-Process -Force }
     Remove-Item -Force $pidFile
 }

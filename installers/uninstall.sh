@@ -71,7 +71,11 @@ fi
 PIDFILE="$RUN_DIR/installer-daemon.pid"
 if [ -f "$PIDFILE" ]; then
     PID=$(cat "$PIDFILE")
-    if kill -0 "$PID" 2>/dev/null; then
+    # the pid file outlives a reboot, and the number may now belong to another program:
+    # only a process that is `labrouter run` is ours to stop
+    if kill -0 "$PID" 2>/dev/null && ! ps -p "$PID" -o args= 2>/dev/null | grep -q 'labrouter.* run'; then
+        say "pid $PID in $PIDFILE is not labrouter any more: leaving it alone"
+    elif kill -0 "$PID" 2>/dev/null; then
         say "stopping the daemon (pid $PID)"
         kill "$PID" 2>/dev/null || true
         i=0

@@ -235,3 +235,18 @@ def test_same_program_is_one_folder_one_file(tmp_path: Path) -> None:
     auto.enable(inst(tmp_path, python=str(venv / "python3")))
     assert auto.status(inst(tmp_path, python=str(venv / "python")))[0].state == ENABLED
     assert auto.status(inst(tmp_path, python=str(other / "python")))[0].state == STALE
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG paths")
+def test_cli_says_what_is_wrong_when_the_config_dir_is_a_file(tmp_path: Path) -> None:
+    # XDG_CONFIG_HOME naming a file used to end `enable` with a NotADirectoryError traceback
+    afile = tmp_path / "not-a-dir"
+    afile.write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(afile),
+               LABROUTER_HOME=str(tmp_path / "lab"))
+    cp = _cli(["autostart", "enable"], env)
+    assert cp.returncode != 0
+    assert "Traceback" not in cp.stderr, cp.stderr
+    assert "could not enable start at login" in cp.stderr
+    assert "XDG_CONFIG_HOME" in cp.stderr

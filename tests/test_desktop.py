@@ -93,9 +93,17 @@ def test_session_facts(env: dict[str, str], wayland: bool, x11: bool) -> None:
     assert bk.has_x11(env) is x11
 
 
+def test_a_dead_x_display_is_no_display() -> None:
+    # DISPLAY left over from an ended session: it used to count as a desktop, and every
+    # backend then failed to start with a traceback in the log
+    why = bk.display_reason({"DISPLAY": ":9973"}, "linux")
+    assert why is not None and "DISPLAY=:9973 cannot be reached" in why
+    assert bk.x_display_problem("remote-host:0") is None  # never probed over the network
+
+
 def test_display_reason() -> None:
     assert bk.display_reason({}, "linux") is not None
-    assert bk.display_reason({"DISPLAY": ":1"}, "linux") is None
+    assert bk.display_reason({"DISPLAY": ":1"}, "linux", reach=lambda d: None) is None
     assert bk.display_reason({}, "darwin") is None
 
 
@@ -216,6 +224,62 @@ def test_use_primary_off_always_copies() -> None:
     kb = selection.NullKeyboard()
     kb.on_copy = SlowApp(cb, "fresh")
     assert _capture(cb, kb, use_primary=False).capture().text == "fresh"
+
+
+def test_an_image_alone_on_the_clipboard_survives_the_copy_path() -> None:
+    # a screenshot on the clipboard, nothing selected: it used to come back as empty text
+    cb = selection.MemoryClipboard(text=None, image=b"\x89PNG screenshot")
+    cap = _capture(cb, selection.NullKeyboard(), use_primary=False).capture()
+    assert cap.restored and cap.image == b"\x89PNG screenshot"
+    assert cb.image == b"\x89PNG screenshot" and cb.text is None
+
+
+class LateClipboard(selection.MemoryClipboard):
+    """Like xclip: a write lands only some reads later (the forked owner is not up yet)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text=text)
+        self.queued: list[str] = []
+
+    def write_text(self, text: str) -> None:
+        self.writes.append(text)
+        self.queued = [text, text]  # visible after two more reads
+
+    def read_text(self) -> str | None:
+        if self.queued:
+            landed = self.queued.pop()
+            if not self.queued:
+                self.text, self.image = landed, None
+        return self.text
+
+
+def test_a_late_clipboard_write_is_not_taken_for_the_selection() -> None:
+    cb = LateClipboard("the user's old clipboard")
+    kb = selection.NullKeyboard()  # nothing is selected: Ctrl+C copies nothing
+    cap = _capture(cb, kb, use_primary=False).capture()
+    assert cap.empty and cap.method == "none", cap
+    assert cap.restored and cb.text == "the user's old clipboard"
+
+
+def test_xclip_saves_and_puts_back_the_raw_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    offered = {"TARGETS": b"TARGETS\nSTRING\n", "STRING": b"caf\xe9 \xff"}
+    monkeypatch.setattr(selection, "_run", lambda args, input_=None: subprocess
+                        .CompletedProcess(args, 0, offered[args[args.index("-t") + 1]], b""))
+    writes: list[tuple[list[str], bytes]] = []
+    monkeypatch.setattr(selection.subprocess, "run",
+                        lambda args, **kw: writes.append((args, kw["input"])))
+    cb = selection.XclipClipboard()
+    saved = cb.save()
+    assert saved == selection.Saved("STRING", b"caf\xe9 \xff")
+    cb.put_back(saved)
+    assert writes == [(["xclip", "-selection", "clipboard", "-t", "STRING", "-i"],
+                       b"caf\xe9 \xff")]
+    offered["TARGETS"] = b"TARGETS\nimage/png\nUTF8_STRING\n"
+    offered["UTF8_STRING"] = b"text wins"
+    assert cb.save() == selection.Saved("UTF8_STRING", b"text wins")
+    offered["TARGETS"] = b"TARGETS\nimage/png\n"
+    offered["image/png"] = b"\x89PNG"
+    assert cb.save() == selection.Saved("image/png", b"\x89PNG")
 
 
 def test_clipboard_backends_are_chosen_per_session(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -354,10 +418,23 @@ def test_chain_demotes_a_backend_that_fails_and_says_what_was_tried() -> None:
         chain.send("T", "B")
     assert "notify-send: exit code 1: GDBus.Error: no server" in err.value.message
     assert "gdbus: exit code 1" in err.value.message
-    a.fail = False  # demoted for the rest of the run even if it would work now
+    a.fail = False  # demoted for a while even if it would work now
     with pytest.raises(notify.NotifyError):
         chain.send("T", "B")
     assert dict(chain.problems())["notify-send"].startswith("failed earlier")
+
+
+def test_a_demoted_backend_is_tried_again_later() -> None:
+    # started at login before the notification server: it must not stay log-only for good
+    clock = FakeClock()
+    a = FakeNotifier("notify-send", fail=True)
+    chain = notify.NotificationChain([a, notify.LogNotifier()], env={}, clock=clock)
+    assert chain.send("T", "B") == "log"
+    a.fail = False
+    clock.now += 5
+    assert chain.send("T", "B") == "log"
+    clock.now += notify.RETRY_AFTER
+    assert chain.send("T", "B") == "notify-send" and a.sent == [("T", "B")]
 
 
 def test_chain_ends_in_the_log() -> None:
@@ -618,3 +695,23 @@ def test_importing_the_desktop_loads_no_desktop_library() -> None:
                          timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_clipboard_that_cannot_put_an_image_back_is_not_touched() -> None:
+    # Windows (pyperclip): copying over a screenshot would lose it for good
+    class NoImages(selection.MemoryClipboard):
+        restores_images = False
+
+    cb = NoImages(text=None, image=b"\x89PNG screenshot")
+    kb = selection.NullKeyboard()
+    cap = _capture(cb, kb, use_primary=False).capture()
+    assert cb.writes == [] and kb.copies == 0
+    assert cap.image == b"\x89PNG screenshot" and cap.restored and not cap.empty
+
+
+def test_pyperclip_keeps_an_image_when_there_is_no_text(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cb = selection.PyperclipClipboard.__new__(selection.PyperclipClipboard)
+    monkeypatch.setattr(cb, "read_text", lambda: None)
+    monkeypatch.setattr(cb, "read_image", lambda: b"\x89PNG")
+    assert cb.save() == selection.Saved("image/png", b"\x89PNG")

@@ -408,3 +408,56 @@ async def test_control_ask_selection_for_a_desktop_shortcut(ctx: Context) -> Non
     assert await handler({}) == {"outcome": "pressed"}  # captured here, as the hotkey
     await a.app.current
     assert a.asker.requests[-1].prompt == "some selected text"
+
+
+async def test_a_capture_that_fails_says_so_and_the_next_press_works(ctx: Context) -> None:
+    a = App(ctx)
+    await a.start()
+
+    def broken() -> None:
+        raise TimeoutError("xclip did not answer")
+
+    a.app.capture.capture = broken  # type: ignore[method-assign]
+    await a.press_and_wait()
+    assert a.sent and a.sent[-1][0] == "Could not read the selection"
+    assert "xclip did not answer" in a.sent[-1][1]
+    assert not a.app.capturing and a.asker.requests == []
+
+
+async def test_an_unexpected_error_is_notified_and_the_queue_goes_on(ctx: Context) -> None:
+    a = App(ctx)
+    await a.start()
+    calls = 0
+    real = a.asker.ask
+
+    async def flaky(req: AskRequest, on_start: Any = None, on_text: Any = None) -> AskResult:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyError("model")
+        return await real(req, on_start=on_start)
+
+    a.app.ask = flaky
+    await a.app.handle_press()
+    a.cb.primary = "second question"
+    await a.app.handle_press()  # queued behind the first
+    assert a.app.current is not None
+    await a.app.current
+    assert ("labrouter could not answer", "KeyError: 'model'") in a.sent
+    assert a.app.busy_text == ""
+    assert [r.prompt for r in a.asker.requests] == ["second question"]
+
+
+async def test_an_answer_is_shown_even_when_copying_it_fails(ctx: Context) -> None:
+    a = App(ctx, answer=LONG)
+    await a.start()
+
+    def broken(text: str) -> None:
+        raise TimeoutError("xclip hung")
+
+    a.cb.write_text = broken  # type: ignore[method-assign]
+    await a.press_and_wait()
+    title, body = a.sent[-1]
+    assert title == "qwen3:4b on gpu-box (quick)"
+    assert "Recent answers" in body and "copied" not in body
+    assert a.app.recent[0].answer == LONG

@@ -268,3 +268,30 @@ def test_tray_menu_shows_the_machines_and_pauses_this_one(
     assert any(t.startswith("Resume this machine (paused until ") for t in after)
     assert any(t.startswith("testbox (this machine): paused") for t in after)
     assert data["state"] == "paused"
+
+
+def test_the_copy_path_gives_back_an_image_and_bytes_that_are_not_utf8(
+        session: DesktopSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real xclip, nothing selected (Ctrl+C copies nothing): the previous clipboard comes
+    back byte for byte, a screenshot included, and is never taken for the selection."""
+    from labrouter.desktop.selection import NullKeyboard, SelectionCapture, XclipClipboard
+
+    monkeypatch.setenv("DISPLAY", session.env["DISPLAY"])
+    cb = XclipClipboard()
+    cases = {"image/png": b"\x89PNG\r\n\x1a\n not really a png \xff\x00",
+             "STRING": "café".encode("latin-1"), "UTF8_STRING": b"ab\xff\xfecd"}
+    for target, data in cases.items():
+        proc = subprocess.Popen(["xclip", "-selection", "clipboard", "-t", target, "-i"],
+                                env=session.env, stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, start_new_session=True)
+        proc.communicate(data, timeout=10)
+        session._owners.append(proc.pid)
+        wait_for(lambda t=target: f"\n{t}\n".encode() in subprocess.run(
+            ["xclip", "-selection", "clipboard", "-o", "-t", "TARGETS"], env=session.env,
+            capture_output=True).stdout + b"\n", 5, "xclip to own the clipboard")
+        cap = SelectionCapture(cb, NullKeyboard(), use_primary=False,
+                               waits=(0.1, 0.2)).capture()
+        assert cap.method == "none" and cap.restored, (target, cap)
+        out = subprocess.run(["xclip", "-selection", "clipboard", "-o", "-t", target],
+                             env=session.env, capture_output=True, timeout=10)
+        assert out.stdout == data, target

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,7 +70,13 @@ def test_an_unreachable_server_and_no_key_fail_with_a_fix() -> None:
     checks = doctor.run_checks(ctx, {"OLLAMA_HOST": unused_url()}, desktop=False)
     c = _by_name(checks)
     assert not c["server gone"].ok and "start the server" in c["server gone"].fix
-    assert not c["cluster key"].ok and "cluster init" in c["cluster key"].fix
+    assert not c["cluster key"].ok and "`labrouter init`" in c["cluster key"].fix
+    # every command a fix names exists (there is no `labrouter cluster ...`)
+    from labrouter.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for named in re.findall(r"`labrouter (\w+)", c["cluster key"].fix):
+        assert named in commands, named
     assert c["local Ollama"].advisory  # a note: this machine may not serve models
     lines, code = doctor.report(checks)
     assert code == 1
@@ -103,7 +110,7 @@ def test_no_display_is_a_note_not_a_failure() -> None:
 def test_desktop_checks_give_every_unavailable_backend_its_reason(
         monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"WAYLAND_DISPLAY": "wayland-0", "XDG_SESSION_TYPE": "wayland",
-           "DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent"}
+           "DBUS_SESSION_BUS_ADDRESS": "unix:abstract=/tmp/dbus-test"}
     monkeypatch.setattr("shutil.which", lambda name: None)
     checks = doctor.desktop_checks(_ctx(()), env)
     c = _by_name(checks)
@@ -113,6 +120,18 @@ def test_desktop_checks_give_every_unavailable_backend_its_reason(
     assert "wl-clipboard" in c["clipboard backend wl"].detail
     assert c["notify backend notify-send"].detail.startswith("notify-send is not installed")
     assert c["wayland"].advisory
+
+
+def test_a_session_bus_that_is_gone_fails_the_notification_check(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # it used to say "OK notifications: notify-send", and every notification then failed
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
+    env = {"WAYLAND_DISPLAY": "wayland-0",
+           "DBUS_SESSION_BUS_ADDRESS": "unix:path=/nonexistent/bus"}
+    c = _by_name(doctor.desktop_checks(_ctx(()), env))
+    assert not c["notifications"].ok
+    assert "/nonexistent/bus does not exist" in c["notify backend notify-send"].detail
+    assert "/nonexistent/bus does not exist" in c["notify backend gdbus"].detail
 
 
 def test_doctor_command_prints_lines_and_exits_1_on_a_problem(
@@ -144,6 +163,27 @@ def test_notify_test_reports_the_backend(capsys: pytest.CaptureFixture[str],
     out = capsys.readouterr().out
     assert rc == 1
     assert "skipped notify-send: no D-Bus session" in out or sys_platform() != "linux"
+    assert "went to the log only" in out
+
+
+def test_notify_test_says_why_a_backend_that_looked_fine_failed(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from labrouter.desktop import notify
+
+    class Broken:
+        name = "notify-send"
+
+        def problem(self) -> None:
+            return None
+
+        def send(self, title: str, body: str) -> None:
+            raise RuntimeError("Could not connect: No such file or directory")
+
+    monkeypatch.delenv("LABROUTER_NOTIFY_BACKEND", raising=False)
+    monkeypatch.setattr(notify, "default_chain", lambda: [Broken(), notify.LogNotifier()])
+    assert main(["notify", "--test"]) == 1
+    out = capsys.readouterr().out
+    assert "failed notify-send: RuntimeError: Could not connect" in out
     assert "went to the log only" in out
 
 

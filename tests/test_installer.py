@@ -164,3 +164,24 @@ def test_install_upgrade_uninstall(tmp_path: Path) -> None:
             os.kill(pid, signal.SIGKILL)
         if venv.exists():
             shutil.rmtree(venv, ignore_errors=True)
+
+
+def test_uninstall_never_stops_a_process_that_reused_the_daemon_pid(tmp_path: Path) -> None:
+    # the pid file survives a reboot; the number it holds may then be someone else's
+    home = tmp_path / "home"
+    run_dir = home / ".local/share/labrouter/run"
+    run_dir.mkdir(parents=True)
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (run_dir / "installer-daemon.pid").write_text(f"{other.pid}\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "LABROUTER_"))}
+        env["HOME"] = str(home)
+        cp = subprocess.run(["sh", str(UNINSTALL)], capture_output=True, text=True, env=env,
+                            timeout=60, check=False)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        assert other.poll() is None, "uninstall.sh killed a process that is not labrouter"
+        assert "not labrouter any more" in cp.stdout
+        assert not (run_dir / "installer-daemon.pid").exists()
+    finally:
+        other.kill()
+        other.wait(5)

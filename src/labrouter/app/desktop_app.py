@@ -313,6 +313,13 @@ class DesktopApp:
         self.capturing = True
         try:
             cap: Capture = await asyncio.to_thread(self.capture.capture)
+        except Exception as exc:  # a clipboard tool that hangs or dies: say so, never mute
+            log.warning("capturing the selection failed", exc_info=True)
+            self.events.append(f"capture failed: {type(exc).__name__}")
+            await self.notify("Could not read the selection",
+                              f"{type(exc).__name__}: {exc}\nRun `labrouter doctor` to check "
+                              "the clipboard.")
+            return
         finally:
             self.capturing = False
         what = (f"captured {cap.method} {len(cap.text)} chars"
@@ -390,16 +397,21 @@ class DesktopApp:
             self.busy_text = ""
             self.refresh()
             raise
-        except LabrouterError as exc:
+        except Exception as exc:
+            # any error, not only ours: else the busy text stays and the queue stalls silently
             self.busy_text = ""
-            self.events.append(f"failed: {exc.message}")
+            if isinstance(exc, LabrouterError):
+                detail = exc.message
+            else:
+                log.error("asking failed", exc_info=True)
+                detail = f"{type(exc).__name__}: {exc}"
+            self.events.append(f"failed: {detail}")
             await asyncio.gather(*asking, return_exceptions=True)
-            detail = exc.message
             tried = getattr(exc, "attempts", None)
             if tried:
                 detail += "\nTried: " + "; ".join(f"{who}: {why}" for who, why in tried)
-            if exc.hint:
-                detail += f"\n{exc.hint}"
+            if getattr(exc, "hint", ""):
+                detail += f"\n{exc.hint}"  # type: ignore[attr-defined]
             await self.notify("labrouter could not answer", detail)
             self.refresh()
             return
@@ -415,15 +427,19 @@ class DesktopApp:
         mode = self.config.desktop.copy_answer
         fits = preview(answer, self.limits)
         copy = mode == "always" or (mode == "when-shortened" and fits.shortened)
+        if copy:
+            try:
+                await asyncio.to_thread(self.clipboard.write_text, answer)
+                self.events.append("answer copied to the clipboard")
+            except Exception:  # the answer must still be shown, and not claim a copy
+                log.warning("could not copy the answer to the clipboard", exc_info=True)
+                copy = False
         if fits.shortened:
             suffix = ("(full answer copied to the clipboard)" if copy else
                       "(full answer: tray > Recent answers)")
             body = preview(answer, self.limits, suffix).body
         else:
             body = fits.body
-        if copy:
-            await asyncio.to_thread(self.clipboard.write_text, answer)
-            self.events.append("answer copied to the clipboard")
         self.events.append(f"answered by {label}")
         await self.notify(label, body)
         self.refresh()

@@ -155,8 +155,8 @@ def key_check(ctx: Context) -> Check:
     path = ctx.paths.keyring_file
     if not path.exists():
         return Check("cluster key", False, f"no key at {path}",
-                     "`labrouter cluster init` on the first machine, `labrouter cluster "
-                     "join CODE` on the others")
+                     "`labrouter init` on the first machine (it prints a join code), "
+                     "`labrouter join CODE` on the others")
     if os.name != "nt":
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:

@@ -52,11 +52,27 @@ def _installation(args: argparse.Namespace, ctx: Context):  # -> Installation
     return detect_installation(ctx.paths.log_dir, _headless(args, sys.platform))
 
 
+def _file_error(exc: OSError, action: str) -> Exception:
+    """An OSError from writing or removing an entry, as one message with what to check
+    (XDG_CONFIG_HOME pointing at a file, a read-only directory, no home)."""
+    from ..core.errors import LabrouterError
+
+    where = f" {exc.filename}" if exc.filename else ""
+    return LabrouterError(f"could not {action} start at login:{where}: "
+                          f"{exc.strerror or exc}",
+                          hint="Check that HOME and XDG_CONFIG_HOME name directories you "
+                          "can write to.")
+
+
 def _enable(args: argparse.Namespace, ctx: Context) -> int:
     from ..autostart import backend_for
 
     inst = _installation(args, ctx)
-    for line in backend_for().enable(inst):
+    try:
+        lines = backend_for().enable(inst)
+    except OSError as exc:
+        raise _file_error(exc, "enable") from exc
+    for line in lines:
         print(line)
     return 0
 
@@ -64,7 +80,11 @@ def _enable(args: argparse.Namespace, ctx: Context) -> int:
 def _disable(args: argparse.Namespace, ctx: Context) -> int:
     from ..autostart import backend_for
 
-    for line in backend_for().disable():
+    try:
+        lines = backend_for().disable()
+    except OSError as exc:
+        raise _file_error(exc, "disable") from exc
+    for line in lines:
         print(line)
     return 0
 
@@ -73,7 +93,10 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
     from ..autostart import ABSENT, ENABLED, backend_for
 
     inst = _installation(args, ctx)
-    entries = backend_for().status(inst)
+    try:
+        entries = backend_for().status(inst)
+    except OSError as exc:
+        raise _file_error(exc, "read") from exc
     worst = 0
     for st in entries:
         if st.state == ABSENT:

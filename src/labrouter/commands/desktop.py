@@ -39,7 +39,8 @@ def _notify(args: argparse.Namespace, ctx: Context) -> int:  # noqa: ARG001
     else:
         raise UsageError("nothing to show", hint="Pass a text, or --test.")
     chain = NotificationChain(default_chain())
-    for name, problem in chain.problems():
+    before = dict(chain.problems())
+    for name, problem in before.items():
         if problem is not None:
             print(f"skipped {name}: {problem}")
     try:
@@ -47,6 +48,10 @@ def _notify(args: argparse.Namespace, ctx: Context) -> int:  # noqa: ARG001
     except NotifyError as exc:
         print(f"labrouter: {exc.message}")
         return 1
+    # a backend that passed its check and then failed says why here, not only in the log
+    for name, problem in chain.problems():
+        if problem is not None and before.get(name) is None:
+            print(f"failed {name}: {problem.removeprefix('failed earlier: ')}")
     if used == "log" and args.test:
         print("no notification backend works here: the notification went to the log only")
         return 1

@@ -149,12 +149,48 @@ def has_x11(env: Mapping[str, str] | None = None) -> bool:
 
 
 def display_reason(env: Mapping[str, str] | None = None,
-                   platform: str | None = None) -> str | None:
+                   platform: str | None = None,
+                   reach: Callable[[str], str | None] | None = None) -> str | None:
     """None when there is a desktop session to draw on, else why not."""
     env = os.environ if env is None else env
     platform = platform or sys.platform
     if platform in ("darwin", "win32"):
         return None
-    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+    if env.get("WAYLAND_DISPLAY"):
         return None
+    if env.get("DISPLAY"):
+        # a DISPLAY left over from a session that has ended (ssh, su, a dead Xvfb) would
+        # give a "desktop" whose every backend fails to start, tracebacks in the log
+        return (reach or x_display_problem)(env["DISPLAY"])
     return "no display: neither DISPLAY nor WAYLAND_DISPLAY is set"
+
+
+def x_display_problem(display: str, timeout: float = 1.0) -> str | None:
+    """None when the X server of ``display`` accepts a connection (or is remote and so not
+    checked: no traffic leaves this machine for a check), else why not."""
+    import re
+    import socket
+
+    m = re.fullmatch(r"(?:unix|localhost|127\.0\.0\.1)?:(\d+)(?:\.\d+)?", display.strip())
+    if m is None:
+        return None  # a remote X server (or a socket path, as XQuartz sets): trust it
+    number = int(m.group(1))
+    fail = f"the X display DISPLAY={display} cannot be reached (is its X server running?)"
+    if display.startswith(("localhost", "127.")):  # ssh -X forwarding
+        try:
+            socket.create_connection(("127.0.0.1", 6000 + number), timeout).close()
+            return None
+        except OSError:
+            return fail
+    # the abstract socket first (it works where /tmp/.X11-unix is not shared), then the file
+    for address in (f"\0/tmp/.X11-unix/X{number}", f"/tmp/.X11-unix/X{number}"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+            return None
+        except OSError:
+            continue
+        finally:
+            sock.close()
+    return fail

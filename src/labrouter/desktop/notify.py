@@ -12,8 +12,9 @@ with no side effect, called *before* sending, because plyer fails silently in pl
 Linux without dbus-python it runs ``notify-send`` without checking its exit code (and with
 ``-t 0``, never expiring), with a ``/app`` directory it assumes Flatpak, on macOS it needs
 pyobjus and an app bundle, on Windows its errors stay in its own thread. A backend that
-passes its check but raises is demoted for the rest of the run; the next one is tried and
-the error says what was tried.
+passes its check but raises is demoted for ``RETRY_AFTER`` seconds (not for good: started at
+login, labrouter may come up before the desktop's notification server does); the next one
+is tried and the error says what was tried.
 
 Threading: ``send`` blocks (a subprocess, up to 5 s); call it from a worker thread
 (``asyncio.to_thread``), never from the tray's main thread or pynput's thread. The chain's
@@ -29,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "labrouter"
 TIMEOUT_S = 10  # how long a notification stays up, where the platform lets us say
+RETRY_AFTER = 60.0  # seconds a backend that failed is skipped before it is tried again
 
 
 class NotifyError(LabrouterError):
@@ -127,6 +130,25 @@ def _which(name: str) -> str | None:
     return shutil.which(name)
 
 
+def dbus_problem(env: Mapping[str, str]) -> str | None:
+    """None when the session bus address names a bus that may be there, else why not.
+
+    Only what can be checked without talking to the bus: a ``unix:path=`` socket that does
+    not exist (a session that has ended, an address copied from another login) would
+    otherwise pass every check and fail at each notification.
+    """
+    address = env.get("DBUS_SESSION_BUS_ADDRESS", "")
+    if not address:
+        return "no D-Bus session (DBUS_SESSION_BUS_ADDRESS is not set)"
+    paths = [part[len("path="):] for entry in address.split(";")
+             for part in entry.partition(":")[2].split(",")
+             if entry.startswith("unix:") and part.startswith("path=")]
+    if paths and len(paths) == len(address.split(";")) and not any(
+            os.path.exists(path) for path in paths):
+        return f"the D-Bus session bus {address} does not exist (the session has ended?)"
+    return None
+
+
 @dataclass
 class PlyerNotifier:
     name: str = "plyer"
@@ -142,8 +164,9 @@ class PlyerNotifier:
             if self.isdir("/app"):
                 return ("a /app directory exists, so plyer would assume Flatpak and call the "
                         "portal")
-            if not self.env.get("DBUS_SESSION_BUS_ADDRESS"):
-                return "no D-Bus session (DBUS_SESSION_BUS_ADDRESS is not set)"
+            bus = dbus_problem(self.env)
+            if bus:
+                return bus
             if self.find_spec("dbus") is None:
                 return ("dbus-python is not installed, so plyer would run notify-send without "
                         "checking its exit code")
@@ -208,8 +231,9 @@ class NotifySendNotifier:
     def problem(self) -> str | None:
         if not self.platform.startswith("linux"):
             return "only on Linux"
-        if not self.env.get("DBUS_SESSION_BUS_ADDRESS"):
-            return "no D-Bus session (DBUS_SESSION_BUS_ADDRESS is not set)"
+        bus = dbus_problem(self.env)
+        if bus:
+            return bus
         if not self.which("notify-send"):
             return "notify-send is not installed (apt install libnotify-bin)"
         return None
@@ -238,8 +262,9 @@ class GdbusNotifier:
     def problem(self) -> str | None:
         if not self.platform.startswith("linux"):
             return "only on Linux"
-        if not self.env.get("DBUS_SESSION_BUS_ADDRESS"):
-            return "no D-Bus session (DBUS_SESSION_BUS_ADDRESS is not set)"
+        bus = dbus_problem(self.env)
+        if bus:
+            return bus
         if not self.which("gdbus"):
             return "gdbus is not installed (apt install libglib2.0-bin)"
         return None
@@ -312,7 +337,7 @@ class NotificationChain:
     """Walks the chain: skips backends whose check fails, demotes those that raise."""
 
     def __init__(self, notifiers: Sequence[Notifier], env: Mapping[str, str] | None = None,
-                 ) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         env = os.environ if env is None else env
         forced = env.get("LABROUTER_NOTIFY_BACKEND", "").strip().lower()
         if forced:
@@ -322,17 +347,24 @@ class NotificationChain:
             notifiers = picked or [LogNotifier()]
         self.notifiers = list(notifiers)
         self.forced = forced
-        self._demoted: dict[str, str] = {}
+        self._demoted: dict[str, tuple[str, float]] = {}  # name: (why, when)
+        self._clock = clock
         self._lock = threading.Lock()
 
     def problems(self) -> list[tuple[str, str | None]]:
         """(name, None or why it would be skipped) for each backend, in order (for doctor)."""
         out: list[tuple[str, str | None]] = []
         for n in self.notifiers:
-            with self._lock:
-                demoted = self._demoted.get(n.name)
-            out.append((n.name, demoted or _safe_problem(n)))
+            out.append((n.name, self._demoted_reason(n.name) or _safe_problem(n)))
         return out
+
+    def _demoted_reason(self, name: str) -> str | None:
+        with self._lock:
+            why, when = self._demoted.get(name, ("", 0.0))
+            if why and self._clock() - when >= RETRY_AFTER:
+                del self._demoted[name]  # give it another chance
+                return None
+        return why or None
 
     def first_available(self) -> str:
         for name, problem in self.problems():
@@ -348,8 +380,7 @@ class NotificationChain:
         """
         tried: list[str] = []
         for n in self.notifiers:
-            with self._lock:
-                demoted = self._demoted.get(n.name)
+            demoted = self._demoted_reason(n.name)
             if demoted:
                 tried.append(f"{n.name}: {demoted}")
                 continue
@@ -363,7 +394,7 @@ class NotificationChain:
                 reason = _describe(exc)
                 log.warning("notification backend %s failed: %s", n.name, reason)
                 with self._lock:
-                    self._demoted[n.name] = f"failed earlier: {reason}"
+                    self._demoted[n.name] = (f"failed earlier: {reason}", self._clock())
                 tried.append(f"{n.name}: {reason}")
                 continue
             if tried:

@@ -13,10 +13,14 @@ Owns two small interfaces and their backends:
 and :class:`SelectionCapture`, which combines them the way peer apps do (see
 ``../shared/research/desktop.md`` §1.8): PRIMARY first where it exists; else save the
 clipboard, put a sentinel on it, wait for the modifiers to be released, simulate copy, poll
-for a change (bounded, retried once with a longer wait), read, and put the previous text
+for a change (bounded, retried once with a longer wait), read, and put the previous content
 back in a ``finally``. A capture that finds nothing returns an empty text: the caller
-notifies "nothing selected" and sends no request. The restore keeps text only: rich
-formats (HTML, files) of the previous clipboard are not kept (pyperclip/xclip limitation).
+notifies "nothing selected" and sends no request. What is put back is the previous
+clipboard's raw bytes in one format (:class:`Saved`): text that is not UTF-8 and an image
+(a screenshot) survive on X11 and Wayland; a second format of the same copy (the HTML next
+to the text) does not. pyperclip keeps text, and an image on macOS (osascript); where an
+image cannot be put back (Windows) the copy is not simulated at all and the image is asked
+about alone, so that the screenshot is not lost.
 
 ``read_selection_for_cli()`` is the Wayland path of ``labrouter ask --selection``.
 
@@ -49,10 +53,26 @@ _SUBPROCESS_TIMEOUT = 2.0
 # ------------------------------------------------------------------ interfaces
 
 
+@dataclass(frozen=True)
+class Saved:
+    """The clipboard's content in one format, byte for byte, to be put back later."""
+
+    kind: str  # an X target / MIME type ("UTF8_STRING", "image/png"), or "text"
+    data: bytes
+
+
 class Clipboard(Protocol):
     """The system clipboard. ``None`` from a read means "no text there"."""
 
     name: str
+
+    def save(self) -> Saved | None:
+        """The content in its best format (text first, then an image), None when empty."""
+        ...
+
+    def put_back(self, saved: Saved | None) -> None:
+        """Make the clipboard hold ``saved`` again (empty text for None)."""
+        ...
 
     def read_text(self) -> str | None: ...
 
@@ -104,6 +124,19 @@ class MemoryClipboard:
         self.text = text
         self.image = None
 
+    def save(self) -> Saved | None:
+        text = self.read_text()
+        if text is not None:
+            return Saved("text", text.encode("utf-8", "surrogatepass"))
+        return Saved("image/png", self.image) if self.image is not None else None
+
+    def put_back(self, saved: Saved | None) -> None:
+        if saved is not None and saved.kind == "image/png":
+            self.writes.append("<image>")
+            self.text, self.image = None, saved.data
+            return
+        self.write_text(saved.data.decode("utf-8", "surrogatepass") if saved else "")
+
     def read_primary(self) -> str | None:
         return self.primary if self.supports_primary else None
 
@@ -118,6 +151,18 @@ class MemoryClipboard:
 def _run(args: list[str], input_: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(args, input=input_, capture_output=True, timeout=_SUBPROCESS_TIMEOUT,
                           check=False)
+
+
+# Which one format of the previous clipboard is kept, best first: text as the owner offers
+# it (so bytes that are not UTF-8 come back unchanged), then a screenshot.
+X11_FORMATS = ("UTF8_STRING", "image/png", "text/plain;charset=utf-8", "STRING", "TEXT",
+               "text/plain")
+WAYLAND_FORMATS = ("text/plain;charset=utf-8", "UTF8_STRING", "image/png", "text/plain",
+                   "STRING", "TEXT")
+
+
+def _best_format(offered: list[str], preference: tuple[str, ...]) -> str | None:
+    return next((kind for kind in preference if kind in offered), None)
 
 
 class XclipClipboard:
@@ -160,6 +205,23 @@ class XclipClipboard:
             return None
         return self._read("clipboard", "image/png")
 
+    def save(self) -> Saved | None:
+        targets = self._read("clipboard", "TARGETS")
+        offered = targets.decode("latin-1").split() if targets else []
+        kind = _best_format(offered, X11_FORMATS)
+        if kind is None:
+            return None
+        data = self._read("clipboard", kind)
+        return None if data is None else Saved(kind, data)
+
+    def put_back(self, saved: Saved | None) -> None:
+        kind, data = (saved.kind, saved.data) if saved else ("UTF8_STRING", b"")
+        if kind == "text":
+            kind = "UTF8_STRING"
+        subprocess.run([self.binary, "-selection", "clipboard", "-t", kind, "-i"],
+                       input=data, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=_SUBPROCESS_TIMEOUT, check=False)
+
 
 class WlClipboard:
     """Wayland through wl-clipboard (``wl-paste``, ``wl-copy``)."""
@@ -194,6 +256,29 @@ class WlClipboard:
         if types.returncode != 0 or b"image/png" not in types.stdout.split():
             return None
         return self._paste("--type", "image/png")
+
+    def save(self) -> Saved | None:
+        try:
+            types = _run(["wl-paste", "--list-types"])
+        except (OSError, subprocess.SubprocessError):
+            return None
+        offered = types.stdout.decode("latin-1").split("\n") if types.returncode == 0 else []
+        kind = _best_format([t.strip() for t in offered], WAYLAND_FORMATS)
+        if kind is None:
+            return None
+        # no --no-newline here: the bytes must come back exactly as they were
+        try:
+            proc = _run(["wl-paste", "--type", kind])
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return Saved(kind, proc.stdout) if proc.returncode == 0 else None
+
+    def put_back(self, saved: Saved | None) -> None:
+        kind, data = (saved.kind, saved.data) if saved else ("text/plain;charset=utf-8", b"")
+        if kind == "text":
+            kind = "text/plain;charset=utf-8"
+        subprocess.run(["wl-copy", "--type", kind], input=data, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=_SUBPROCESS_TIMEOUT, check=False)
 
 
 class PyperclipClipboard:
@@ -232,6 +317,32 @@ class PyperclipClipboard:
 
     def read_primary(self) -> str | None:
         return None
+
+    @property
+    def restores_images(self) -> bool:
+        return sys.platform == "darwin"  # through osascript; Windows: not yet
+
+    def save(self) -> Saved | None:
+        text = self.read_text()
+        if text is not None:
+            return Saved("text", text.encode("utf-8", "surrogatepass"))
+        image = self.read_image()  # a screenshot: kept so that it is not lost
+        return Saved("image/png", image) if image is not None else None
+
+    def put_back(self, saved: Saved | None) -> None:
+        if saved is not None and saved.kind == "image/png":
+            if not self.restores_images:
+                raise NotImplementedError("cannot put an image back on this clipboard")
+            import tempfile
+
+            with tempfile.NamedTemporaryFile(suffix=".png") as f:
+                f.write(saved.data)
+                f.flush()
+                script = f'set the clipboard to (read (POSIX file "{f.name}") as «class PNGf»)'
+                subprocess.run(["osascript", "-e", script], capture_output=True,
+                               timeout=_SUBPROCESS_TIMEOUT, check=True)
+            return
+        self.write_text(saved.data.decode("utf-8", "surrogatepass") if saved else "")
 
     def read_image(self) -> bytes | None:
         if sys.platform not in ("darwin", "win32"):
@@ -470,18 +581,29 @@ class SelectionCapture:
 
     def _copy_selection(self) -> tuple[str, bool]:
         """Ctrl+C/Cmd+C with the clipboard saved and restored; ("", ...) when nothing."""
-        saved = self.clipboard.read_text()
+        saved = self.clipboard.save()
+        if saved is not None and saved.kind == "image/png" and not getattr(
+                self.clipboard, "restores_images", True):
+            # the screenshot could not be put back: keep it, and ask about it alone
+            log.info("an image is on the clipboard and %s cannot restore one: not copying",
+                     self.clipboard.name)
+            return "", True
         sentinel = f"labrouter-capture-{uuid.uuid4().hex}"
         captured = ""
         try:
             self.clipboard.write_text(sentinel)
-            self.keyboard.wait_modifiers_released()
-            for wait in self.waits:
-                self.keyboard.send_copy()
-                got = self._poll_change(sentinel, wait)
-                if got is not None:
-                    captured = got
-                    break
+            # xclip/wl-copy return before their forked child owns the clipboard: until the
+            # sentinel is visible, the old content would be mistaken for the selection
+            if self._wait_for(lambda: self.clipboard.read_text() == sentinel):
+                self.keyboard.wait_modifiers_released()
+                for wait in self.waits:
+                    self.keyboard.send_copy()
+                    got = self._poll_change(sentinel, wait)
+                    if got is not None:
+                        captured = got
+                        break
+            else:
+                log.warning("the clipboard did not take our marker; not copying")
         finally:
             restored = self._restore(saved)
         return captured, restored
@@ -496,11 +618,21 @@ class SelectionCapture:
                 return None
             self.sleep(self.poll)
 
-    def _restore(self, saved: str | None) -> bool:
+    def _wait_for(self, cond: Callable[[], bool]) -> bool:
+        deadline = self.clock() + self.waits[-1]
+        while not cond():
+            if self.clock() >= deadline:
+                return False
+            self.sleep(self.poll)
+        return True
+
+    def _restore(self, saved: Saved | None) -> bool:
         try:
-            self.clipboard.write_text(saved if saved is not None else "")
-            return self.clipboard.read_text() == saved or (saved is None and
-                                                           not self.clipboard.read_text())
+            self.clipboard.put_back(saved)
+            # compared byte for byte, waiting for the new owner as above
+            if saved is None:  # it was empty: our empty text stands for that
+                return self._wait_for(lambda: not self.clipboard.read_text())
+            return self._wait_for(lambda: self.clipboard.save() == saved)
         except Exception:
             log.warning("could not put the previous clipboard back", exc_info=True)
             return False
