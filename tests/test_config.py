@@ -100,6 +100,8 @@ daily_usd = 1.5
     ("[usage]\nlog_prompts = 1\n", 2, "true or false"),
     ("[classifier.keywords]\nlegal = ['contract']\n", 2, "no route named 'legal'"),
     ("[node\nname='x'\n", 1, "not valid TOML"),
+    ("[budget]\ndaily_usd = nan\n", 2, "budget.daily_usd: expected a finite number"),
+    ("[timeouts]\ntotal = inf\n", 2, "timeouts.total: expected a finite number"),
 ])
 def test_mistakes_name_the_file_line_key_and_expectation(text: str, line: int,
                                                          needle: str) -> None:
@@ -109,6 +111,20 @@ def test_mistakes_name_the_file_line_key_and_expectation(text: str, line: int,
     assert msg.startswith(f"/x/config.toml:{line}:"), msg
     assert needle in msg
     assert err.value.exit_code == 2 and err.value.hint
+
+
+def test_config_show_prints_toml_that_parses_back_whatever_the_strings() -> None:
+    cfg = parse_config('[node]\nname = "a\\nb\\t\\u0001\\u007f\\"\\\\é"\n'
+                       '[classifier.keywords]\ncode = { "new\\nline" = 1 }\n')
+    again = parse_config(config_as_toml(cfg))
+    assert again.node.name == "a\nb\t\x01\x7f\"\\é" == cfg.node.name
+    assert again.classifier.keywords == cfg.classifier.keywords
+
+
+def test_nan_and_inf_are_not_numbers_here() -> None:
+    with pytest.raises(ConfigError, match=r"code\.x: expected a number \(weight\)"):
+        parse_config("[classifier.keywords]\ncode = { x = nan }\n")
+    assert parse_config("[timeouts]\ntotal = 1e3\n").timeouts.total == 1000.0
 
 
 def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -137,3 +153,29 @@ def test_cli_config_path_show_and_paths(tmp_path: Path) -> None:
     assert str(home / "data") in out.stdout
     missing = _cli("--config", str(tmp_path / "nope.toml"), "config", "show", home=home)
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_atomic_writes_from_many_writers_at_once(tmp_path: Path) -> None:
+    import json
+    import threading
+
+    from labrouter.app.paths import write_atomic
+
+    target = tmp_path / "speeds.json"
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        for i in range(100):
+            try:
+                write_atomic(target, json.dumps({"writer": n, "i": i, "pad": "x" * 5000}))
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert json.loads(target.read_text())["i"] == 99  # whole, never a mix of two writers
+    assert [p.name for p in tmp_path.iterdir()] == ["speeds.json"]

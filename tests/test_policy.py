@@ -174,6 +174,9 @@ def test_forced_model_and_node() -> None:
     assert {c.model for c in cands} == {"llama3.2:3b"}
     cands = choose(cls("quick"), LAB, CFG, node="cpu")
     assert {c.peer.name for c in cands} == {"cpu"}
+    notes: list[str] = []
+    assert choose(cls("quick"), LAB, CFG, node="cpx", notes=notes) == []
+    assert "no machine named 'cpx'; machines: cpu, gpu, mac" in notes
 
 
 def test_a_server_that_just_failed_is_tried_last() -> None:
@@ -181,6 +184,21 @@ def test_a_server_that_just_failed_is_tried_last() -> None:
     b = peer("b", server([m("qwen3:4b")]))
     order = labels(choose(cls("quick"), [a, b], CFG, suspect={("id-a", "ollama")}))
     assert order == ["qwen3:4b on b", "qwen3:4b on a"]
+    # even with its model in memory, and even behind the fallback route's models
+    warm_a = peer("a", server([m("qwen3-coder:30b"), m("qwen3:4b")], loaded=("qwen3-coder:30b",)))
+    order = labels(choose(cls("code"), [warm_a, b], CFG, suspect={("id-a", "ollama")}))
+    assert order == ["qwen3:4b on b", "qwen3-coder:30b on a", "qwen3:4b on a"]
+    forced = choose(cls("quick"), [a, b], CFG, model="qwen3:4b", suspect={("id-b", "ollama")})
+    assert labels(forced) == ["qwen3:4b on a", "qwen3:4b on b"]
+
+
+def test_a_damaged_speed_table_is_ignored_not_fatal() -> None:
+    assert SpeedBook.from_dict([1, 2]).speeds == {}  # type: ignore[arg-type]
+    book = SpeedBook.from_dict({"nan": {"ttft": float("nan"), "tps": 1.0},
+                                "inf": {"ttft": 0.1, "tps": "inf"},
+                                "neg": {"ttft": -1, "tps": 1.0},
+                                "ok": {"ttft": 0.1, "tps": 10.0}})
+    assert set(book.speeds) == {"ok"}
 
 
 @pytest.mark.parametrize("pattern,name,ok", [

@@ -34,7 +34,9 @@ def test_a_partial_last_line_is_skipped_and_counted(tmp_path: Path) -> None:
     # and appending after the torn line still gives readable lines after it
     log.append(rec("quick", "qwen3:4b", "mac", 280))
     records, bad = log.read(1)
-    assert len(records) == 2 and bad == 1  # the new line fused with the torn one
+    # the torn line is ended first: the new record is not lost to it
+    assert [r.duration_ms for r in records] == [300, 9000, 280]
+    assert bad == 1
     assert oct(path.stat().st_mode & 0o777) == "0o600"
 
 
@@ -74,6 +76,15 @@ def test_unreadable_lines_of_any_kind(tmp_path: Path) -> None:
     records, bad = parse_lines(["", "[]", "nope", '{"ts": 1, "route": "q", "node": "n", '
                                 '"server": "s", "model": "m", "outcome": "ok", "new": 1}'])
     assert len(records) == 1 and bad == 2
+    # wrong types in a hand-edited line are skipped, not a crash in `labrouter stats`
+    good = {"ts": 1, "route": "q", "node": "n", "server": "s", "model": "m", "outcome": "ok"}
+    wrong = [{"prompt_tokens": "x"}, {"route": 5}, {"duration_ms": None}, {"cost_usd": "NaN"},
+             {"ts": True}, {"fallbacks": 5}, {"fallbacks": ["x"]}, {"prompt": 3}]
+    records, bad = parse_lines([json.dumps({**good, **w}) for w in wrong]
+                               + ['{"ts": 1, "route": "q", "node": "n", "server": "s", '
+                                  '"model": "m", "outcome": "ok", "cost_usd": NaN}'])
+    assert records == [] and bad == len(wrong) + 1
+    summarise(parse_lines([json.dumps(good)])[0])
 
 
 def test_stats_command_reads_real_logs(tmp_path: Path, labrouter_home: Path) -> None:
@@ -91,3 +102,44 @@ def test_stats_command_reads_real_logs(tmp_path: Path, labrouter_home: Path) -> 
     text = subprocess.run([sys.executable, "-m", "labrouter", "stats"], capture_output=True,
                           text=True, env=env, timeout=60).stdout
     assert "75% of your requests went to the quick route" in text
+
+
+def test_a_cancelled_request_counts_but_is_not_answered() -> None:
+    s = summarise([rec("quick", "qwen3:4b", "mac", 300),
+                   rec("quick", "qwen3:4b", "mac", 5000, outcome="cancelled"),
+                   rec("code", "", "", 10, outcome="cancelled", pt=0, ct=0)])
+    assert s.requests == 3 and s.answered == 1
+    assert s.by_model["qwen3:4b"].requests == 2 and "?" not in s.by_model
+    assert s.by_route["quick"].median_ms == 300  # a cut-off answer is no latency figure
+
+
+def test_spent_today_sees_what_other_processes_appended(tmp_path: Path) -> None:
+    daemon = UsageLog(tmp_path, clock=lambda: NOW)
+    daemon.append(rec("code", "gpt", "mac", 1, cost_usd=0.5))
+    assert daemon.spent_today() == 0.5
+    UsageLog(tmp_path, clock=lambda: NOW).append(rec("code", "gpt", "mac", 1, cost_usd=1.25))
+    assert daemon.spent_today() == 1.75  # a `labrouter ask` spent this, not the daemon
+    daemon.append(rec("code", "gpt", "mac", 1, cost_usd=0.25))
+    assert daemon.spent_today() == 2.0
+
+
+def test_reading_any_number_of_days(tmp_path: Path) -> None:
+    log = UsageLog(tmp_path, clock=lambda: NOW, retention_days=0)
+    log.append(rec("quick", "m", "n", 1, ts=NOW - 400 * 86400))
+    log.append(rec("code", "m", "n", 1, ts=NOW - 86400))
+    log.append(rec("quick", "m", "n", 1))
+    (tmp_path / "usage-notadate.jsonl").write_text("x\n")
+    assert [r.route for r in log.read(1)[0]] == ["quick"]
+    assert [r.route for r in log.read(2)[0]] == ["code", "quick"]
+    assert len(log.read(10**12)[0]) == 3  # `stats --days 99999999999`: all, no overflow
+    assert log.read(0) == ([], 0)
+
+
+def test_stats_with_only_unreadable_lines_says_so(labrouter_home: Path) -> None:
+    import time
+    data = labrouter_home / "data"
+    data.mkdir(parents=True)
+    UsageLog(data).file_for(time.time()).write_text('{"ts": 1, "route": 5}\n')
+    out = subprocess.run([sys.executable, "-m", "labrouter", "stats"], capture_output=True,
+                         text=True, env=dict(os.environ), timeout=60)
+    assert out.returncode == 0 and "1 unreadable line(s) skipped" in out.stdout, out

@@ -15,11 +15,13 @@ Must not import desktop packages or ``app/``; the usage log and the connector ar
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import re
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -29,7 +31,7 @@ from .core.classify import Classification, Classifier
 from .core.config import Config
 from .core.errors import AllFailed, BackendError, NoCandidate
 from .core.peers import Peer, ServerState
-from .core.policy import Candidate, RouteHistory, SpeedBook, choose, model_matches
+from .core.policy import Candidate, RouteHistory, SpeedBook, choose, model_matches, resolve_route
 from .core.usage import UsageRecord
 
 log = logging.getLogger(__name__)
@@ -77,8 +79,8 @@ class AskResult:
     attempts: tuple[Attempt, ...] = ()
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    ttft: float = 0.0
-    duration: float = 0.0
+    ttft: float = 0.0  # from the request's start to the answer's first token
+    duration: float = 0.0  # the whole request, fallovers included
     outcome: str = "ok"
     image_dropped: bool = False
     restarted: bool = False
@@ -156,6 +158,30 @@ class _MidStream(Exception):
         self.partial = partial
 
 
+#: the attempt streaming now and its text so far, for logging a cancelled request. Per task,
+#: so concurrent requests on one Asker (the front door) do not see each other's.
+_CURRENT: ContextVar[tuple[Candidate, list[str]] | None] = ContextVar("labrouter_ask_current",
+                                                                      default=None)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Text that can be sent and logged as UTF-8.
+
+    Undecodable bytes in argv or stdin arrive as lone surrogates (Python's
+    surrogateescape), and so does a JSON ``"\\ud800"`` from a front door client; encoding
+    them for the server or the usage log would raise. They become U+FFFD.
+    """
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _cost(server: ServerState, prompt_tokens: int, completion_tokens: int) -> float:
+    if not server.is_cloud:
+        return 0.0
+    return (prompt_tokens * server.cost_input_per_1k
+            + completion_tokens * server.cost_output_per_1k) / 1000
+
+
 def looks_weak(answer: str, prompt: str) -> bool:
     """An answer worth one retry on a bigger model: empty, tiny or confused."""
     a = answer.strip()
@@ -193,9 +219,9 @@ class Asker:
     def classify(self, req: AskRequest) -> Classification:
         return self.classifier.classify(req.prompt, image=req.image is not None)
 
-    def plan(self, req: AskRequest, notes: list[str] | None = None
-             ) -> tuple[Classification, list[Candidate]]:
-        c = self.classify(req)
+    def plan(self, req: AskRequest, notes: list[str] | None = None,
+             c: Classification | None = None) -> tuple[Classification, list[Candidate]]:
+        c = c if c is not None else self.classify(req)
         spent = self.usage_log.spent_today() if self.usage_log else 0.0
         cands = choose(c, self.peers(), self.config, self.speeds, self.history, self.clock(),
                        route=req.route, model=req.model, node=req.node, spent_today=spent,
@@ -206,8 +232,18 @@ class Asker:
                   on_text: Callable[[str], None] | None = None,
                   on_event: EventCallback | None = None) -> AskResult:
         t0 = self.clock()
+        req = replace(req, prompt=clean_text(req.prompt),
+                      instruction=None if req.instruction is None else clean_text(
+                          req.instruction),
+                      messages=tuple(replace(m, content=clean_text(m.content))
+                                     for m in req.messages))
         notes: list[str] = []
-        c, cands = self.plan(req, notes)
+        # the history keeps the route the prompt is on (classified, sticky or forced), not
+        # a fallback route its candidates fell to: else three code prompts asked while the
+        # code model was down would make the next borderline code prompt stick to quick
+        c = self.classify(req)
+        asked_route, _ = resolve_route(c, self.history, self.clock(), req.route)
+        c, cands = self.plan(req, notes, c)
         route = cands[0].route if cands else (req.route or c.route)
         if not cands:
             self._log(req, c, route, None, "no_candidate", (), 0, 0, 0.0, self.clock() - t0)
@@ -216,18 +252,43 @@ class Asker:
                 f"no live server has a model for this request ({why})",
                 hint="Run `labrouter nodes` to see what is up, and `labrouter doctor` to check "
                      "the servers.")
-        self.history.add(self.clock(), route)
+        self.history.add(self.clock(), asked_route)
         attempts: list[Attempt] = []
+        _CURRENT.set(None)
+        try:
+            return await self._ask_over(req, c, cands, route, attempts, t0, on_start,
+                                        on_text, on_event)
+        except BaseException as exc:
+            if isinstance(exc, (AllFailed, BackendError)):
+                raise
+            # Ctrl+C, a cancelled task (the front door's client hung up, the hotkey's
+            # "cancel"), stdout closed mid-answer: the request still cost a server its
+            # work, and the log has one line per request
+            stopped = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt,
+                                       BrokenPipeError))
+            self._log_cut_short(req, c, route, attempts, t0,
+                                "cancelled" if stopped else "error")
+            raise
+
+    async def _ask_over(self, req: AskRequest, c: Classification, cands: list[Candidate],
+                        route: str, attempts: list[Attempt], t0: float,
+                        on_start: Callable[[Candidate], None] | None,
+                        on_text: Callable[[str], None] | None,
+                        on_event: EventCallback | None) -> AskResult:
         dead: set[tuple[str, str]] = set()
         restarted = False
         tried = 0
+        # what a cloud server billed for an answer that is not the one returned (cut off
+        # mid-stream, or weak and escalated): the day's budget must count it too
+        spent = 0.0
         for cand in cands:
             if (cand.peer.node_id, cand.server.id) in dead:
                 continue
             if tried >= MAX_ATTEMPTS:
                 break
             tried += 1
-            if attempts and on_event:
+            # after a mid-stream failure the "restart" event has said it already
+            if attempts and on_event and not attempts[-1].mid_stream:
                 on_event("fallover", f"{attempts[-1].reason}; asking {cand.label} instead")
             try:
                 text, first, last, pt, ct = await self._stream(cand, req, on_start, on_text)
@@ -235,9 +296,12 @@ class Asker:
                 attempts.append(Attempt(cand.peer.name, cand.server.id, cand.model,
                                         f"{cand.label} failed mid-answer: {exc.error}", True))
                 restarted = True
+                spent += _cost(cand.server, max(1, len(req.prompt) // 4),
+                               max(1, len(exc.partial) // 4))  # no usage came: a rough count
                 self._failed(cand, exc.error, dead)
                 if on_event:
-                    on_event("restart", f"{cand.label} stopped mid-answer ({exc.error})")
+                    on_event("restart", f"{cand.label} stopped mid-answer ({exc.error}); "
+                                        "asking the next candidate from the start")
                 continue
             except BackendError as exc:
                 attempts.append(Attempt(cand.peer.name, cand.server.id, cand.model,
@@ -251,9 +315,11 @@ class Asker:
                                               on_event, t0)
                 if better is not None:
                     result = better
+                    spent += _cost(cand.server, pt, ct)
             self._log(req, c, result.route, cand if not result.escalated else None,
                       result.outcome, result.attempts, result.prompt_tokens,
-                      result.completion_tokens, result.ttft, result.duration, result=result)
+                      result.completion_tokens, result.ttft, result.duration, result=result,
+                      extra_cost=spent)
             return result
         self._log(req, c, route, None, "failed", tuple(attempts), 0, 0, 0.0, self.clock() - t0)
         raise AllFailed(
@@ -266,7 +332,8 @@ class Asker:
                         on_text: Callable[[str], None] | None,
                         on_event: EventCallback | None, t0: float) -> AskResult | None:
         target = self.config.route(weak.route).escalate_to
-        if not target or model_matches(target, weak.model):
+        # a model the user asked for by name is what they want to hear, weak or not
+        if not target or req.model or model_matches(target, weak.model):
             return None
         _, cands = self.plan(replace(req, model=target))
         for cand in cands[:2]:
@@ -321,6 +388,7 @@ class Asker:
         parts: list[str] = []
         pt = ct = 0
         own = cand.peer.is_self
+        _CURRENT.set((cand, parts))
         if own:
             self.in_flight[cand.server.id] = self.in_flight.get(cand.server.id, 0) + 1
         try:
@@ -355,16 +423,39 @@ class Asker:
                 restarted: bool, t0: float) -> AskResult:
         outcome = "restarted" if restarted else ("fallback" if attempts or cand.fallback
                                                  else "ok")
+        # ttft and dur are this attempt's (the speed table wants those); the record wants
+        # what the user waited, from the request's start, like its duration: a first choice
+        # that hung for a minute before the fallover is part of the wait
+        now = self.clock()
         return AskResult(
             answer=text, route=cand.route, node=cand.peer.name, server=cand.server.id,
             model=cand.model, attempts=tuple(attempts), prompt_tokens=pt,
-            completion_tokens=ct, ttft=ttft, duration=self.clock() - t0, outcome=outcome,
+            completion_tokens=ct, ttft=max(0.0, now - t0 - (dur - ttft)), duration=now - t0,
+            outcome=outcome,
             image_dropped=req.image is not None and cand.drop_image, restarted=restarted,
             confidence=c.confidence, reasons=tuple(c.reasons) + (cand.reason,))
 
+    def _log_cut_short(self, req: AskRequest, c: Classification, route: str,
+                       attempts: list[Attempt], t0: float, outcome: str) -> None:
+        try:
+            current = _CURRENT.get()
+            result = None
+            ct = 0
+            if current is not None:
+                cand, parts = current
+                text = "".join(parts)
+                ct = max(1, len(text) // 4) if text else 0  # no usage arrives: a rough count
+                result = AskResult(answer=text, route=cand.route, node=cand.peer.name,
+                                   server=cand.server.id, model=cand.model)
+            self._log(req, c, result.route if result else route, None, outcome,
+                      tuple(attempts), 0, ct, 0.0, self.clock() - t0, result=result)
+        except Exception:  # noqa: BLE001 - the interruption is what the caller must see
+            log.exception("could not log the request that was cut short")
+
     def _log(self, req: AskRequest, c: Classification, route: str, cand: Candidate | None,
              outcome: str, attempts: tuple[Attempt, ...], pt: int, ct: int, ttft: float,
-             duration: float, result: AskResult | None = None) -> None:
+             duration: float, result: AskResult | None = None, extra_cost: float = 0.0
+             ) -> None:
         if self.usage_log is None:
             return
         server: ServerState | None = None
@@ -374,9 +465,7 @@ class Asker:
                     for s in p.servers:
                         if s.id == result.server:
                             server = s
-        cost = 0.0
-        if server is not None and server.is_cloud:
-            cost = (pt * server.cost_input_per_1k + ct * server.cost_output_per_1k) / 1000
+        cost = extra_cost + (_cost(server, pt, ct) if server is not None else 0.0)
         rec = UsageRecord(
             ts=self.wall(), route=route, node=result.node if result else "",
             server=result.server if result else "", model=result.model if result else "",

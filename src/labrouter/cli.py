@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # no stdout or stderr at all (`labrouter ask hi >&-`, pythonw on Windows): Python sets
+    # them to None, and every write would be an AttributeError
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - lives as long as we do
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,9 +103,12 @@ def ensure_dir(path: Path, private: bool = False) -> Path:
 def write_private(path: Path, data: bytes) -> None:
     """Write a secret: created 0600 before any byte is written, replaced atomically."""
     ensure_dir(path.parent)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp_for(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        if os.name != "nt":
+            # the mode of O_CREAT applies only to a new file: a leftover .tmp keeps its own
+            os.fchmod(fd, 0o600)
         os.write(fd, data)
         os.fsync(fd)
     finally:
@@ -116,6 +120,15 @@ def write_private(path: Path, data: bytes) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     ensure_dir(path.parent)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = _tmp_for(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no stray file behind
+
+
+def _tmp_for(path: Path) -> Path:
+    # one per process and thread: two `labrouter ask` saving the speed table at once must
+    # not write into, or rename away, each other's temporary file
+    return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")

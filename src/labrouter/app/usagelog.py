@@ -1,7 +1,8 @@
 """The usage log on disk: one JSON line per request in ``usage-YYYY-MM-DD.jsonl``.
 
 Owns appending (one ``write`` of one whole line on a file opened for append, so a crash
-leaves at worst one partial last line, which readers skip), reading the last N days,
+leaves at worst one partial last line, which readers skip, and which the next append ends
+first so that the new record stays whole), reading the last N days,
 today's cloud spend, and removing files older than ``retention_days``.
 """
 
@@ -25,7 +26,7 @@ class UsageLog:
         self.dir = data_dir
         self.retention_days = retention_days
         self.clock = clock
-        self._spent: tuple[str, float] | None = None  # (day, usd) cache
+        self._spent: tuple[str, int, float] | None = None  # (day, file size, usd) cache
         self._pruned_day = ""
 
     def file_for(self, ts: float) -> Path:
@@ -39,27 +40,39 @@ class UsageLog:
         path = self.file_for(record.ts)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             try:
+                # a crash mid-write left a torn last line: end it first, or this whole
+                # record would fuse with it and be skipped by readers (a lost request)
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line
                 os.write(fd, line)
             finally:
                 os.close(fd)
         except OSError as exc:
             log.warning("could not write the usage log %s: %s", path, exc)
             return
-        day = path.stem[len("usage-"):]
-        if self._spent and self._spent[0] == day:
-            self._spent = (day, self._spent[1] + record.cost_usd)
-        self._prune(day)
+        self._prune(path.stem[len("usage-"):])
 
     def read(self, days: int = 7) -> tuple[list[UsageRecord], int]:
         """Records of the last ``days`` days (today included) and the count of bad lines."""
         today = dt.datetime.fromtimestamp(self.clock()).date()
+        # `--days 100000000` is the same as "everything": no date arithmetic overflow
+        days = max(0, min(days, (today - dt.date.min).days + 1))
+        first = today - dt.timedelta(days=days - 1) if days else today + dt.timedelta(days=1)
         out: list[UsageRecord] = []
         bad = 0
-        for i in range(days - 1, -1, -1):
-            day = today - dt.timedelta(days=i)
-            path = self.dir / f"usage-{day:%Y-%m-%d}.jsonl"
+        # the files that are there, oldest first, rather than one lookup per day asked for
+        paths: list[tuple[dt.date, Path]] = []
+        for path in self.dir.glob("usage-*.jsonl"):
+            try:
+                day = dt.date.fromisoformat(path.stem[len("usage-"):])
+            except ValueError:
+                continue
+            if first <= day <= today:
+                paths.append((day, path))
+        for _, path in sorted(paths):
             try:
                 with path.open(encoding="utf-8", errors="replace") as f:
                     recs, b = parse_lines(f)
@@ -73,11 +86,19 @@ class UsageLog:
         return out, bad
 
     def spent_today(self) -> float:
-        day = dt.datetime.fromtimestamp(self.clock()).strftime("%Y-%m-%d")
-        if self._spent is None or self._spent[0] != day:
+        """Today's cloud spend. Re-read when the file's size changed: the daemon and every
+        `labrouter ask` append to the same file, and a figure cached by one process alone
+        would let the others' cloud calls overrun the day's budget."""
+        now = self.clock()
+        day = dt.datetime.fromtimestamp(now).strftime("%Y-%m-%d")
+        try:
+            size = self.file_for(now).stat().st_size
+        except OSError:
+            size = -1
+        if self._spent is None or self._spent[:2] != (day, size):
             recs, _ = self.read(1)
-            self._spent = (day, sum(r.cost_usd for r in recs))
-        return self._spent[1]
+            self._spent = (day, size, sum(r.cost_usd for r in recs))
+        return self._spent[2]
 
     def _prune(self, day: str) -> None:
         if self._pruned_day == day or self.retention_days <= 0:

@@ -45,7 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _read_text(parts: list[str]) -> str:
     text = ""
     if parts == ["-"] or (not parts and not sys.stdin.isatty()):
-        text = sys.stdin.read()
+        buffer = getattr(sys.stdin, "buffer", None)
+        # bytes that are not text in the locale's encoding (a binary file, Latin-1 on a
+        # UTF-8 system) become U+FFFD instead of a UnicodeDecodeError under strict locales
+        text = (buffer.read().decode(sys.stdin.encoding or "utf-8", "replace")
+                if buffer is not None else sys.stdin.read())
     elif parts:
         text = " ".join(parts)
     if not text.strip():
@@ -122,6 +126,11 @@ def _route_batch(classifier: Any) -> int:
 
 
 def _ask(args: argparse.Namespace, ctx: Context) -> int:
+    if args.route and args.route not in ctx.config.routes:
+        # an unknown route would silently answer on the defaults and log a made-up route
+        raise UsageError(f"no route named {args.route!r}",
+                         hint="Routes: " + ", ".join(ctx.config.routes)
+                         + " (add [routes.<name>] to the config file for another).")
     image: bytes | None = None
     if args.image:
         try:
@@ -164,6 +173,7 @@ async def _ask_async(args: argparse.Namespace, ctx: Context, text: str, image: b
     log = UsageLog(ctx.paths.data_dir, ctx.config.usage.retention_days)
     asker = Asker(ctx.config, lambda: peers, speeds=speeds, usage_log=log, connector=connector,
                   on_server_failed=lambda cand, exc: _report_failure(ctx, cand))
+    _seed_history(asker, log)
     streaming = not args.json
 
     def on_start(cand: Any) -> None:
@@ -210,6 +220,19 @@ async def _ask_async(args: argparse.Namespace, ctx: Context, text: str, image: b
               f"tokens, first token {result.ttft * 1000:.0f} ms, total "
               f"{result.duration:.2f} s", file=sys.stderr)
     return 0
+
+
+def _seed_history(asker: Any, log: Any) -> None:
+    """Context stickiness across `labrouter ask` runs: each run is a new process, so the
+    last requests' routes come from today's usage log, placed on the asker's clock."""
+    import time
+
+    from ..core.policy import STICKY_COUNT
+
+    records, _ = log.read(1)
+    now_wall, now = time.time(), asker.clock()
+    for r in [r for r in records if r.outcome != "no_candidate"][-STICKY_COUNT:]:
+        asker.history.add(now - max(0.0, now_wall - r.ts), r.route)
 
 
 def _connector(ctx: Context) -> Any:
@@ -266,7 +289,8 @@ def _stats(args: argparse.Namespace, ctx: Context) -> int:
         print(json.dumps(d, indent=2))
         return 0
     if not s.requests:
-        print(f"no requests in the last {args.days} day(s) (logs in {ctx.paths.data_dir})")
+        print(f"no requests in the last {args.days} day(s) (logs in {ctx.paths.data_dir})"
+              + (f"; {bad} unreadable line(s) skipped" if bad else ""))
         return 0
     print(f"last {args.days} day(s): {s.requests} requests, {s.answered} answered, "
           f"{s.tokens} tokens, {s.fallovers} fell over"

@@ -10,6 +10,8 @@ text and an environment mapping, so it stays pure. Standard library only.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -227,9 +229,8 @@ def _type_name(tp: Any) -> str:
     if origin is tuple:
         return "a list of " + {str: "strings", int: "integers", float: "numbers"}.get(
             get_args(tp)[0], "values")
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
-        tp, str(tp)
-    )
+    return {str: "a string", int: "an integer", float: "a finite number",
+            bool: "true or false"}.get(tp, str(tp))
 
 
 def _convert(value: Any, tp: Any) -> Any:
@@ -250,6 +251,10 @@ def _convert(value: Any, tp: Any) -> Any:
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        # TOML allows nan and inf: a nan budget would pass every `<= 0` check and make
+        # cloud spend unlimited, a nan timeout would never fire
+        if not math.isfinite(value):
             raise TypeError
         return float(value)
     if tp is str:
@@ -399,7 +404,8 @@ def _classifier(b: _Builder, data: Any) -> ClassifierConfig:
                              'expected a table {"word" = weight} or a list of words')
             table: dict[str, float] = {}
             for w, weight in words.items():
-                if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                if (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                        or not math.isfinite(weight)):
                     raise b.fail(f"classifier.keywords.{route}", w,
                                  f"expected a number (weight), got {weight!r}")
                 if not str(w).strip():
@@ -466,9 +472,9 @@ def config_as_toml(cfg: Config) -> str:
             return repr(v)
         if isinstance(v, tuple):
             return "[" + ", ".join(val(x) for x in v) + "]"
-        s = str(v).replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{s}"'
-
+        # JSON's string escapes are TOML's; control characters must be escaped, or a
+        # name with a newline would make `config show` print a file that does not parse
+        return json.dumps(str(v), ensure_ascii=False).replace("\x7f", "\\u007f")
     def emit(header: str, obj: Any) -> None:
         out.append(header)
         for f in fields(obj):

@@ -103,15 +103,20 @@ class SpeedBook:
         return {k: {"ttft": v.ttft, "tps": v.tps, "n": v.n} for k, v in self.speeds.items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> SpeedBook:
+    def from_dict(cls, data: object) -> SpeedBook:
         book = cls()
+        if not isinstance(data, Mapping):
+            return book  # a damaged file (a list, a number) costs what was learned, no more
         for k, v in data.items():
             if isinstance(v, Mapping):
                 try:
-                    book.speeds[str(k)] = Speed(float(v["ttft"]), float(v["tps"]),
-                                                int(v.get("n", 1)))
-                except (KeyError, TypeError, ValueError):
+                    s = Speed(float(v["ttft"]), float(v["tps"]), int(v.get("n", 1)))
+                except (KeyError, TypeError, ValueError, OverflowError):
                     continue  # one bad entry must not cost the rest
+                # NaN would make every comparison in the ranking false, and so the order
+                # of candidates arbitrary
+                if math.isfinite(s.ttft) and math.isfinite(s.tps) and s.ttft >= 0 <= s.tps:
+                    book.speeds[str(k)] = s
         return book
 
 
@@ -193,7 +198,8 @@ def choose(classification: Classification, peers: Sequence[Peer], config: Config
     route_name, why = resolve_route(classification, history, now, route)
     notes.append(why)
     has_image = classification.has_image
-    options = _options(peers, config, route_name, spent_today, set(suspect), notes, node)
+    suspect = set(suspect)
+    options = _options(peers, config, route_name, spent_today, suspect, notes, node)
 
     out: list[Candidate] = []
     seen: set[tuple[str, str, str]] = set()
@@ -216,7 +222,7 @@ def choose(classification: Classification, peers: Sequence[Peer], config: Config
             drop_image=has_image and not any(o.model.vision for o in matching))
         if not out:
             notes.append(f"no live server has a model matching {model!r}")
-        return out
+        return _suspects_last(out, suspect)
 
     chain = _route_chain(config, route_name)
     for i, r in enumerate(chain):
@@ -244,7 +250,13 @@ def choose(classification: Classification, peers: Sequence[Peer], config: Config
     rest.sort(key=lambda o: (not o.loaded, _size_key(o.model, route_name), o.peer.name))
     add(rest, route_name, "last resort: a model outside the route's list",
         True, drop_image=has_image)
-    return out
+    return _suspects_last(out, suspect)
+
+
+def _suspects_last(cands: list[Candidate], suspect: set[tuple[str, str]]) -> list[Candidate]:
+    # the ranking alone would put a suspect server's loaded model ahead of a healthy cold
+    # one; a server that just failed a request is tried after every healthy choice
+    return sorted(cands, key=lambda c: (c.peer.node_id, c.server.id) in suspect)
 
 
 def _nth_choice(route: str, depth: int) -> str:
@@ -293,6 +305,9 @@ def _options(peers: Sequence[Peer], config: Config, route: str, spent_today: flo
                                  f"(${config.budget.daily_usd:.2f}) is spent")
                     continue
             out.extend(_Option(p, s, m) for m in s.models)
+    if node and not any(node in (p.name, p.node_id) for p in peers):
+        notes.append(f"no machine named {node!r}; machines: "
+                     + (", ".join(sorted(p.name for p in peers)) or "none"))
     # servers that just failed a request still count, after everything else
     for p in peers:
         if not p.routable or (node and node not in (p.name, p.node_id)):

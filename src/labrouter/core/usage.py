@@ -9,6 +9,7 @@ files is ``app/usagelog.py``'s job. Standard library only.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,9 @@ class UsageRecord:
     node: str
     server: str
     model: str
-    outcome: str  # ok | fallback | restarted | escalated | failed | no_candidate
+    # ok | fallback | restarted | escalated | failed | no_candidate | cancelled (Ctrl+C, a
+    # client that hung up, stdout closed) | error (a bug cut the request short)
+    outcome: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     ttft_ms: float = 0.0
@@ -42,10 +45,31 @@ class UsageRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UsageRecord:
+        """A record from its JSON object; ValueError when a field has the wrong type (a
+        hand-edited or foreign line), so that one bad line cannot break the statistics."""
         known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in d.items() if k in known}
-        kwargs["fallbacks"] = tuple(kwargs.get("fallbacks") or ())
+        for k, v in kwargs.items():
+            if k in _TEXT and not isinstance(v, str):
+                raise ValueError(f"{k}: expected a string")
+            if k in _COUNTS and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ValueError(f"{k}: expected a count")
+            if k in _FIGURES and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not math.isfinite(v)):
+                raise ValueError(f"{k}: expected a number")
+        fallbacks = kwargs.get("fallbacks") or ()
+        if not isinstance(fallbacks, (list, tuple)) or not all(
+                isinstance(f, dict) for f in fallbacks):
+            raise ValueError("fallbacks: expected a list of objects")
+        kwargs["fallbacks"] = tuple(fallbacks)
+        if kwargs.get("prompt") is not None and not isinstance(kwargs["prompt"], str):
+            raise ValueError("prompt: expected a string")
         return cls(**kwargs)
+
+
+_TEXT = ("route", "node", "server", "model", "outcome", "source")
+_COUNTS = ("prompt_tokens", "completion_tokens")
+_FIGURES = ("ts", "ttft_ms", "duration_ms", "confidence", "cost_usd")
 
 
 def parse_lines(lines: Iterable[str]) -> tuple[list[UsageRecord], int]:
@@ -115,10 +139,12 @@ def summarise(records: Iterable[UsageRecord]) -> Summary:
         s.cost_usd += r.cost_usd
         if r.fallbacks:
             s.fallovers += 1
-        answered = r.outcome not in ("failed", "no_candidate")
+        answered = r.outcome not in ("failed", "no_candidate", "cancelled", "error")
         s.answered += answered
         keys = [(s.by_route, r.route or "?")]
-        if answered:
+        # a request cancelled mid-answer still used its model's machine; one cancelled
+        # before any server was asked did not
+        if answered or r.model:
             keys += [(s.by_model, r.model or "?"), (s.by_node, r.node or "?")]
         for table, key in keys:
             g = table.setdefault(key, Group())
