@@ -221,6 +221,9 @@ def test_cli_ask_streams_reports_and_exits_by_outcome(labrouter_home: Path) -> N
     down = _cli(labrouter_home, "ask", "hello")
     assert down.returncode == 1
     assert "no live server" in down.stderr and "Traceback" not in down.stderr
+    down_json = _cli(labrouter_home, "ask", "--json", "hello")
+    assert down_json.returncode == 1
+    assert json.loads(down_json.stdout)["answer"] is None
     usage = _cli(labrouter_home, "ask", "--image", "/nonexistent.png", "what is this")
     assert usage.returncode == 2 and "cannot read the image" in usage.stderr
 

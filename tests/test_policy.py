@@ -220,3 +220,13 @@ def test_speed_book_survives_a_round_trip_and_bad_entries() -> None:
     again = SpeedBook.from_dict({**book.to_dict(), "bad": {"ttft": "x"}, "worse": 3})
     assert again.expected_seconds("a/s/m") == pytest.approx(book.expected_seconds("a/s/m"))
     assert again.expected_seconds("bad") is None
+
+
+def test_busy_is_judged_by_the_server_then_the_node_without_double_counting() -> None:
+    # a: its server has 1 in flight (node total 1); b: server 0, but the node runs 2
+    # requests on another server. The server's own queue decides first.
+    a = peer("a", server([m("qwen3:4b")], in_flight=1), in_flight=1)
+    b = peer("b", server([m("qwen3:4b")], in_flight=0), in_flight=2)
+    assert choose(cls("quick"), [a, b], CFG)[0].peer.name == "b"
+    c = peer("c", server([m("qwen3:4b")], in_flight=0), in_flight=0)
+    assert choose(cls("quick"), [b, c], CFG)[0].peer.name == "c"

@@ -193,15 +193,16 @@ async def _ask_async(args: argparse.Namespace, ctx: Context, text: str, image: b
                      node=args.node, bare=bare, source="selection" if bare else "cli")
     try:
         result = await asker.ask(req, on_start=on_start, on_text=on_text, on_event=on_event)
-    except NoCandidate as exc:
+    except (NoCandidate, AllFailed) as exc:
+        attempts = exc.attempts if isinstance(exc, AllFailed) else []
         print(f"labrouter: {exc.message}", file=sys.stderr)
-        print(f"  {exc.hint}", file=sys.stderr)
-        return 1
-    except AllFailed as exc:
-        print(f"labrouter: {exc.message}", file=sys.stderr)
-        for _label, reason in exc.attempts:
+        for _label, reason in attempts:
             print(f"  - {reason}", file=sys.stderr)
         print(f"  {exc.hint}", file=sys.stderr)
+        if args.json:  # a script reading stdout gets an object it can parse, not nothing
+            print(json.dumps({"answer": None, "error": exc.message, "hint": exc.hint,
+                              "attempts": [{"candidate": c, "reason": r}
+                                           for c, r in attempts]}, indent=2))
         return 1
     finally:
         close = getattr(connector, "aclose", None)

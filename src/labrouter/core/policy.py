@@ -358,8 +358,10 @@ def _rank(opts: list[_Option], patterns: Sequence[str], speeds: SpeedBook) -> li
         idx = _pref_index(o.model.name, patterns)
         cls = classes[idx] if idx < len(classes) else (classes[-1] + 1 if classes else 0)
         est = speeds.expected_seconds(f"{o.peer.name}/{o.server.id}/{o.model.name}")
+        # the server's own queue first, then the node's (its servers share one GPU); the
+        # node's count already includes the server's, so the two are not added
         return (cls, 0 if o.loaded else 1, idx, est if est is not None else math.inf,
-                o.server.in_flight + o.peer.in_flight, 0 if o.peer.is_self else 1)
+                o.server.in_flight, o.peer.in_flight, 0 if o.peer.is_self else 1)
 
     return sorted(opts, key=key)
 
