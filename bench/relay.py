@@ -57,6 +57,9 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)  # type: ignore[arg-type]
 
     def close(self) -> None:
+        # finish the loop's async generators (the servers' streams) before stopping it,
+        # or they are destroyed pending at exit
+        self.run(self.loop.shutdown_asyncgens())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
