@@ -314,7 +314,7 @@ class Asker:
                 better = await self._escalate(req, c, cand, attempts, on_start, on_text,
                                               on_event, t0)
                 if better is not None:
-                    result = better
+                    result = replace(better, restarted=result.restarted)
                     spent += _cost(cand.server, pt, ct)
             self._log(req, c, result.route, cand if not result.escalated else None,
                       result.outcome, result.attempts, result.prompt_tokens,
