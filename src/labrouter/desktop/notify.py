@@ -221,12 +221,15 @@ class OsaScriptNotifier:
 
 
 @dataclass
-class NotifySendNotifier:
-    name: str = "notify-send"
+class _LinuxCliNotifier:
+    """A notifier that runs a command on the D-Bus session (Linux); checked before use."""
+
+    name: str = ""
     platform: str = field(default_factory=lambda: sys.platform)
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     run: Runner = subprocess.run
     which: Callable[[str], str | None] = _which
+    package: str = ""  # the Debian package that brings the command
 
     def problem(self) -> str | None:
         if not self.platform.startswith("linux"):
@@ -234,9 +237,15 @@ class NotifySendNotifier:
         bus = dbus_problem(self.env)
         if bus:
             return bus
-        if not self.which("notify-send"):
-            return "notify-send is not installed (apt install libnotify-bin)"
+        if not self.which(self.name):
+            return f"{self.name} is not installed (apt install {self.package})"
         return None
+
+
+@dataclass
+class NotifySendNotifier(_LinuxCliNotifier):
+    name: str = "notify-send"
+    package: str = "libnotify-bin"
 
     def send(self, title: str, body: str) -> None:
         # "--" so that an answer starting with "-" is not taken for an option
@@ -252,22 +261,9 @@ def gvariant_quote(text: str) -> str:
 
 
 @dataclass
-class GdbusNotifier:
+class GdbusNotifier(_LinuxCliNotifier):
     name: str = "gdbus"
-    platform: str = field(default_factory=lambda: sys.platform)
-    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
-    run: Runner = subprocess.run
-    which: Callable[[str], str | None] = _which
-
-    def problem(self) -> str | None:
-        if not self.platform.startswith("linux"):
-            return "only on Linux"
-        bus = dbus_problem(self.env)
-        if bus:
-            return bus
-        if not self.which("gdbus"):
-            return "gdbus is not installed (apt install libglib2.0-bin)"
-        return None
+    package: str = "libglib2.0-bin"
 
     def send(self, title: str, body: str) -> None:
         self.run(["gdbus", "call", "--session", "--dest", "org.freedesktop.Notifications",
