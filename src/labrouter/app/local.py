@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ..core.config import Config, ServerConfig, TimeoutConfig
+from ..core.config import ServerConfig, TimeoutConfig
 from ..core.errors import BackendError
-from ..core.peers import ModelInfo, Peer, ServerState, static_peers
+from ..core.peers import ModelInfo, Peer, ServerState, peer_from_dict, static_peers
 from ..core.policy import SpeedBook
+from .control import ControlClient
 from .paths import write_atomic
 from .settings import Context
 
@@ -55,11 +56,6 @@ async def probe_servers(servers: Sequence[ServerConfig],
 
 def daemon_peers(ctx: Context) -> list[Peer] | None:
     """The running daemon's table, or None when no daemon answers."""
-    try:
-        from ..core.peers import peer_from_dict
-        from .control import ControlClient
-    except ImportError:  # the cluster part is not there: no daemon to ask
-        return None
     client = ControlClient.from_paths(ctx.paths)
     if client is None:
         return None
@@ -74,20 +70,13 @@ def daemon_peers(ctx: Context) -> list[Peer] | None:
     return [peer_from_dict(n) for n in nodes]
 
 
-def current_peers(ctx: Context, use_daemon: bool = True) -> tuple[list[Peer], str]:
+async def current_peers(ctx: Context) -> tuple[list[Peer], str]:
     """Peers to route over and where they came from ("daemon" or "probe")."""
-    if use_daemon:
-        peers = daemon_peers(ctx)
-        if peers:
-            return peers, "daemon"
-    servers = asyncio.run(probe_servers(ctx.config.servers))
+    peers = await asyncio.to_thread(daemon_peers, ctx)
+    if peers:
+        return peers, "daemon"
+    servers = await probe_servers(ctx.config.servers)
     return static_peers(ctx.config.node.name, servers), "probe"
-
-
-def static_config_peers(config: Config) -> list[Peer]:
-    """The configured servers as a table, each assumed up, with no models (offline)."""
-    return static_peers(config.node.name, [
-        ServerState(id=s.label, url=s.url, kind=s.kind) for s in config.servers])
 
 
 def load_speeds(path: Path) -> SpeedBook:

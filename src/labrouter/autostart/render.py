@@ -415,8 +415,3 @@ def parse_systemd_unit(text: str) -> Entry:
                 if k == "LABROUTER_HOME":
                     home = v
     return Entry(command=tuple(_split_systemd_words(exec_start)), home=home)
-
-
-def render_summary(inst: Installation) -> str:
-    """One line for humans: what the entry starts."""
-    return " ".join(shlex.quote(a) for a in inst.command())

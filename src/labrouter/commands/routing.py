@@ -73,7 +73,7 @@ def _route(args: argparse.Namespace, ctx: Context) -> int:
         from ..app.local import current_peers
         from ..core.policy import choose
 
-        peers, origin = current_peers(ctx)
+        peers, origin = asyncio.run(current_peers(ctx))
         notes: list[str] = []
         cands = choose(c, peers, ctx.config, notes=notes)
         out["candidates"] = [{"model": x.model, "node": x.peer.name, "server": x.server.id,
@@ -159,15 +159,12 @@ def _ask(args: argparse.Namespace, ctx: Context) -> int:
 
 async def _ask_async(args: argparse.Namespace, ctx: Context, text: str, image: bytes | None,
                      bare: bool) -> int:
-    from ..app.local import daemon_peers, load_speeds, probe_servers, save_speeds
+    from ..app.local import current_peers, load_speeds, save_speeds
     from ..app.usagelog import UsageLog
     from ..ask import Asker, AskRequest
     from ..core.errors import AllFailed, NoCandidate
-    from ..core.peers import static_peers
 
-    peers = await asyncio.to_thread(daemon_peers, ctx)
-    if not peers:
-        peers = static_peers(ctx.config.node.name, await probe_servers(ctx.config.servers))
+    peers, _origin = await current_peers(ctx)
     connector = _connector(ctx)
     speeds = load_speeds(ctx.paths.speeds_file)
     log = UsageLog(ctx.paths.data_dir, ctx.config.usage.retention_days)

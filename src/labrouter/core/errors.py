@@ -85,13 +85,11 @@ class AllFailed(LabrouterError):
 
 
 class BackendError(LabrouterError):
-    """One inference server failed one request.
+    """One inference server failed one request; another candidate may still answer.
 
-    ``retryable`` says whether another candidate may succeed where this one failed;
     ``server_down`` says the server itself looks down (passive health marks it suspect).
     """
 
-    retryable: bool = True
     server_down: bool = False
 
 

@@ -215,9 +215,6 @@ class PeerTable:
         """Passive health: a request to this server failed as if it were down."""
         self.server_suspect[(node_id, server_id)] = now + (hold or 4 * self.interval)
 
-    def server_ok(self, node_id: str, server_id: str) -> None:
-        self.server_suspect.pop((node_id, server_id), None)
-
     def is_server_suspect(self, node_id: str, server_id: str) -> bool:
         return (node_id, server_id) in self.server_suspect
 
