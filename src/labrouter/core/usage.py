@@ -35,6 +35,15 @@ class UsageRecord:
     confidence: float = 0.0
     cost_usd: float = 0.0
     prompt: str | None = None  # only when [usage] log_prompts is on
+    # the route the classifier chose; ``route`` is the one that served (they differ when
+    # the lab lacked the chosen route's model); "" in records written before this field
+    classified_route: str = ""
+    # as the serving backend reported it: stop | length | cancelled | error | ""
+    finish_reason: str = ""
+    # the peer's node name when this machine served the request for a peer over the relay
+    served_for: str = ""
+    hedged: bool = False  # a second candidate was started in parallel (tail latency)
+    continued: bool = False  # a stalled answer was continued on another model
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -57,6 +66,8 @@ class UsageRecord:
             if k in _FIGURES and (isinstance(v, bool) or not isinstance(v, (int, float))
                                   or not math.isfinite(v)):
                 raise ValueError(f"{k}: expected a number")
+            if k in _FLAGS and not isinstance(v, bool):
+                raise ValueError(f"{k}: expected true or false")
         fallbacks = kwargs.get("fallbacks") or ()
         if not isinstance(fallbacks, (list, tuple)) or not all(
                 isinstance(f, dict) for f in fallbacks):
@@ -67,7 +78,9 @@ class UsageRecord:
         return cls(**kwargs)
 
 
-_TEXT = ("route", "node", "server", "model", "outcome", "source")
+_TEXT = ("route", "node", "server", "model", "outcome", "source", "classified_route",
+         "finish_reason", "served_for")
+_FLAGS = ("hedged", "continued")
 _COUNTS = ("prompt_tokens", "completion_tokens")
 _FIGURES = ("ts", "ttft_ms", "duration_ms", "confidence", "cost_usd")
 
