@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labrouter.cluster import wire
-from labrouter.cluster.gossip import GossipNode, Send
+from labrouter.cluster.protocol import GossipNode, Send
 from labrouter.core.peers import ModelInfo, NodeState, Peer, PeerTable, ServerState
 
 KEY = bytes(range(32))

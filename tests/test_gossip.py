@@ -6,7 +6,9 @@ import random
 from dataclasses import dataclass, field, replace
 
 from labrouter.cluster import wire
-from labrouter.cluster.gossip import GossipNode, Send, TokenBuckets, parse_peer
+from labrouter.cluster.protocol import GossipNode, Send
+from labrouter.cluster.ratelimit import TokenBuckets
+from labrouter.cluster.udp import parse_peer
 from labrouter.core.peers import ModelInfo, NodeState, Peer, PeerTable, ServerState
 
 KEY = bytes(range(32))

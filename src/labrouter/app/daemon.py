@@ -31,9 +31,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .. import __version__
-from ..cluster.gossip import GossipNode, GossipService, TransportOptions
 from ..cluster.keys import Keyring, fingerprint, load_keyring
 from ..cluster.monitor import Monitor
+from ..cluster.protocol import GossipNode
+from ..cluster.service import GossipService
+from ..cluster.udp import TransportOptions
 from ..core.errors import DaemonError, KeyringError, LabrouterError
 from ..core.peers import NodeState, Peer, PeerTable, ServerState, peer_to_dict
 from .control import ControlServer
@@ -92,12 +94,12 @@ def load_node_id(path: Any) -> str:
 class Daemon:
     def __init__(self, ctx: Context, *, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, monitor: Monitor | None = None,
-                 loss: float = 0.0, seed: int | None = None) -> None:
+                 seed: int | None = None) -> None:
         self.ctx = ctx
         self.config = ctx.config
         self.paths = ctx.paths
         self.clock, self.wall = clock, wall
-        self.loss, self.seed = loss, seed
+        self.seed = seed
         ensure_dir(self.paths.data_dir)
         self.keyring: Keyring = load_keyring(self.paths.keyring_file)
         self._keyring_mtime = self._mtime()
@@ -288,8 +290,7 @@ class Daemon:
                           active_key=lambda: self.keyring.active_key, table=self.table,
                           self_peer=self._self_peer, interval=cl.interval)
         opts = TransportOptions(bind=cl.bind, port=cl.port, broadcast=cl.broadcast,
-                                multicast6=cl.multicast6, peers=cl.peers, loss=self.loss,
-                                seed=self.seed or 0)
+                                multicast6=cl.multicast6, peers=cl.peers)
         svc = GossipService(node, opts, self.clock, self.wall, on_change=self._changed,
                             seed=self.seed)
         try:
