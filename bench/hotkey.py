@@ -37,8 +37,10 @@ def bench(path: str, presses: int, session: DesktopSession, url: str) -> dict[st
     from labrouter.ask import Asker, AskRequest
     from labrouter.core.config import ServerConfig, parse_config
     from labrouter.core.peers import ModelInfo, ServerState, static_peers
+    from labrouter.desktop.clipboard.xclip import XclipClipboard
     from labrouter.desktop.hotkey import PynputHotkey, default_hotkey, xdotool_chord
-    from labrouter.desktop.selection import PynputKeyboard, SelectionCapture, XclipClipboard
+    from labrouter.desktop.keyboard.pynput import PynputKeyboard
+    from labrouter.desktop.selection import SelectionCapture
 
     cfg = parse_config("", hostname="benchbox")
     cfg = cfg.__class__(**{**cfg.__dict__, "servers": (ServerConfig(url=url, name="fake"),)})

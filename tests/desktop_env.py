@@ -371,13 +371,16 @@ def _end(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
 
 MENU_APP = r"""
 import dataclasses, sys, threading, time
-from labrouter.app.desktop_app import DesktopApp, DesktopParts
+from labrouter.app.desktop.app import DesktopApp
+from labrouter.app.desktop.parts import DesktopParts
 from labrouter.app.settings import load_context
 from labrouter.core.peers import ModelInfo, NodeState, Peer, ServerState
 from labrouter.desktop.hotkey import NullHotkey
 from labrouter.desktop.notify import LogNotifier, NotificationChain
-from labrouter.desktop.selection import MemoryClipboard, NullKeyboard
-from labrouter.desktop.tray import PystrayTray, RecentAnswer
+from labrouter.desktop.clipboard import MemoryClipboard
+from labrouter.desktop.keyboard import NullKeyboard
+from labrouter.desktop.tray import RecentAnswer
+from labrouter.desktop.tray.pystray import PystrayTray
 import asyncio
 
 def server(name, models, loaded=(), up=True, flight=0):

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labrouter.core.peers import ModelInfo, NodeState, Peer, ServerState
 from labrouter.desktop import backends as bk
-from labrouter.desktop import hotkey, notify, selection, tray
+from labrouter.desktop import clipboard, hotkey, keyboard, notify, selection, tray
+from labrouter.desktop.clipboard import base as clip_base
+from labrouter.desktop.clipboard import pyperclip as clip_pyperclip
+from labrouter.desktop.clipboard import xclip as clip_xclip
 
 # ------------------------------------------------------------------ backends
 
@@ -114,7 +118,7 @@ class SlowApp:
     """Plays the focused application: Ctrl+C puts its selection on the clipboard, after
     ``lag`` copy presses (an app slow to answer the first one)."""
 
-    def __init__(self, cb: selection.MemoryClipboard, selected: str, lag: int = 0) -> None:
+    def __init__(self, cb: clipboard.MemoryClipboard, selected: str, lag: int = 0) -> None:
         self.cb = cb
         self.selected = selected
         self.lag = lag
@@ -137,7 +141,7 @@ class FakeClock:
         self.now += s
 
 
-def _capture(cb: selection.MemoryClipboard, kb: selection.NullKeyboard,
+def _capture(cb: clipboard.MemoryClipboard, kb: keyboard.NullKeyboard,
              use_primary: bool = True) -> selection.SelectionCapture:
     clock = FakeClock()
     return selection.SelectionCapture(cb, kb, use_primary=use_primary, sleep=clock.sleep,
@@ -145,17 +149,17 @@ def _capture(cb: selection.MemoryClipboard, kb: selection.NullKeyboard,
 
 
 def test_primary_is_read_first_and_the_clipboard_is_not_touched() -> None:
-    cb = selection.MemoryClipboard(text="user's clipboard", primary="selected words",
+    cb = clipboard.MemoryClipboard(text="user's clipboard", primary="selected words",
                                    supports_primary=True)
-    kb = selection.NullKeyboard()
+    kb = keyboard.NullKeyboard()
     cap = _capture(cb, kb).capture()
     assert (cap.text, cap.method) == ("selected words", "primary")
     assert cb.writes == [] and kb.copies == 0
 
 
 def test_copy_path_restores_the_previous_clipboard() -> None:
-    cb = selection.MemoryClipboard(text="user's clipboard")
-    kb = selection.NullKeyboard()
+    cb = clipboard.MemoryClipboard(text="user's clipboard")
+    kb = keyboard.NullKeyboard()
     kb.on_copy = SlowApp(cb, "selected words")
     cap = _capture(cb, kb).capture()
     assert (cap.text, cap.method, cap.restored) == ("selected words", "copy", True)
@@ -164,16 +168,16 @@ def test_copy_path_restores_the_previous_clipboard() -> None:
 
 
 def test_an_empty_primary_falls_back_to_copy() -> None:
-    cb = selection.MemoryClipboard(text="before", primary="  \n", supports_primary=True)
-    kb = selection.NullKeyboard()
+    cb = clipboard.MemoryClipboard(text="before", primary="  \n", supports_primary=True)
+    kb = keyboard.NullKeyboard()
     kb.on_copy = SlowApp(cb, "from copy")
     assert _capture(cb, kb).capture().text == "from copy"
     assert cb.text == "before"
 
 
 def test_a_slow_application_is_given_a_second_chance() -> None:
-    cb = selection.MemoryClipboard(text="before")
-    kb = selection.NullKeyboard()
+    cb = clipboard.MemoryClipboard(text="before")
+    kb = keyboard.NullKeyboard()
     app = SlowApp(cb, "late words", lag=1)
     kb.on_copy = app
     cap = _capture(cb, kb).capture()
@@ -183,8 +187,8 @@ def test_a_slow_application_is_given_a_second_chance() -> None:
 
 @pytest.mark.parametrize("before", ["user's clipboard", None])
 def test_nothing_selected_keeps_the_clipboard_and_returns_empty(before: str | None) -> None:
-    cb = selection.MemoryClipboard(text=before)
-    kb = selection.NullKeyboard()
+    cb = clipboard.MemoryClipboard(text=before)
+    kb = keyboard.NullKeyboard()
     kb.on_copy = SlowApp(cb, "")
     cap = _capture(cb, kb).capture()
     assert cap.empty and cap.method == "none" and cap.text == ""
@@ -194,8 +198,8 @@ def test_nothing_selected_keeps_the_clipboard_and_returns_empty(before: str | No
 
 
 def test_the_clipboard_is_restored_even_when_the_keystroke_fails() -> None:
-    cb = selection.MemoryClipboard(text="precious")
-    kb = selection.NullKeyboard()
+    cb = clipboard.MemoryClipboard(text="precious")
+    kb = keyboard.NullKeyboard()
 
     def broken() -> None:
         raise RuntimeError("no keyboard")
@@ -207,34 +211,34 @@ def test_the_clipboard_is_restored_even_when_the_keystroke_fails() -> None:
 
 
 def test_an_image_on_the_clipboard_comes_with_the_selection() -> None:
-    cb = selection.MemoryClipboard(text=None, primary="what is this?", image=b"\x89PNG...",
+    cb = clipboard.MemoryClipboard(text=None, primary="what is this?", image=b"\x89PNG...",
                                    supports_primary=True)
-    cap = _capture(cb, selection.NullKeyboard()).capture()
+    cap = _capture(cb, keyboard.NullKeyboard()).capture()
     assert cap.image == b"\x89PNG..." and cap.text == "what is this?" and not cap.empty
 
 
 def test_an_image_alone_is_not_empty() -> None:
-    cb = selection.MemoryClipboard(text=None, image=b"\x89PNG")
-    cap = _capture(cb, selection.NullKeyboard()).capture()
+    cb = clipboard.MemoryClipboard(text=None, image=b"\x89PNG")
+    cap = _capture(cb, keyboard.NullKeyboard()).capture()
     assert cap.text == "" and cap.image == b"\x89PNG" and not cap.empty
 
 
 def test_use_primary_off_always_copies() -> None:
-    cb = selection.MemoryClipboard(text="x", primary="stale", supports_primary=True)
-    kb = selection.NullKeyboard()
+    cb = clipboard.MemoryClipboard(text="x", primary="stale", supports_primary=True)
+    kb = keyboard.NullKeyboard()
     kb.on_copy = SlowApp(cb, "fresh")
     assert _capture(cb, kb, use_primary=False).capture().text == "fresh"
 
 
 def test_an_image_alone_on_the_clipboard_survives_the_copy_path() -> None:
     # a screenshot on the clipboard, nothing selected: it used to come back as empty text
-    cb = selection.MemoryClipboard(text=None, image=b"\x89PNG screenshot")
-    cap = _capture(cb, selection.NullKeyboard(), use_primary=False).capture()
+    cb = clipboard.MemoryClipboard(text=None, image=b"\x89PNG screenshot")
+    cap = _capture(cb, keyboard.NullKeyboard(), use_primary=False).capture()
     assert cap.restored and cap.image == b"\x89PNG screenshot"
     assert cb.image == b"\x89PNG screenshot" and cb.text is None
 
 
-class LateClipboard(selection.MemoryClipboard):
+class LateClipboard(clipboard.MemoryClipboard):
     """Like xclip: a write lands only some reads later (the forked owner is not up yet)."""
 
     def __init__(self, text: str) -> None:
@@ -255,7 +259,7 @@ class LateClipboard(selection.MemoryClipboard):
 
 def test_a_late_clipboard_write_is_not_taken_for_the_selection() -> None:
     cb = LateClipboard("the user's old clipboard")
-    kb = selection.NullKeyboard()  # nothing is selected: Ctrl+C copies nothing
+    kb = keyboard.NullKeyboard()  # nothing is selected: Ctrl+C copies nothing
     cap = _capture(cb, kb, use_primary=False).capture()
     assert cap.empty and cap.method == "none", cap
     assert cap.restored and cb.text == "the user's old clipboard"
@@ -263,48 +267,48 @@ def test_a_late_clipboard_write_is_not_taken_for_the_selection() -> None:
 
 def test_xclip_saves_and_puts_back_the_raw_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     offered = {"TARGETS": b"TARGETS\nSTRING\n", "STRING": b"caf\xe9 \xff"}
-    monkeypatch.setattr(selection, "_run", lambda args, input_=None: subprocess
+    monkeypatch.setattr(clip_base, "run", lambda args, input_=None: subprocess
                         .CompletedProcess(args, 0, offered[args[args.index("-t") + 1]], b""))
     writes: list[tuple[list[str], bytes]] = []
-    monkeypatch.setattr(selection.subprocess, "run",
+    monkeypatch.setattr(clip_xclip.subprocess, "run",
                         lambda args, **kw: writes.append((args, kw["input"])))
-    cb = selection.XclipClipboard()
+    cb = clip_xclip.XclipClipboard()
     saved = cb.save()
-    assert saved == selection.Saved("STRING", b"caf\xe9 \xff")
+    assert saved == clipboard.Saved("STRING", b"caf\xe9 \xff")
     cb.put_back(saved)
     assert writes == [(["xclip", "-selection", "clipboard", "-t", "STRING", "-i"],
                        b"caf\xe9 \xff")]
     offered["TARGETS"] = b"TARGETS\nimage/png\nUTF8_STRING\n"
     offered["UTF8_STRING"] = b"text wins"
-    assert cb.save() == selection.Saved("UTF8_STRING", b"text wins")
+    assert cb.save() == clipboard.Saved("UTF8_STRING", b"text wins")
     offered["TARGETS"] = b"TARGETS\nimage/png\n"
     offered["image/png"] = b"\x89PNG"
-    assert cb.save() == selection.Saved("image/png", b"\x89PNG")
+    assert cb.save() == clipboard.Saved("image/png", b"\x89PNG")
 
 
 def test_clipboard_backends_are_chosen_per_session(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(selection.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(selection.sys, "platform", "linux")
-    x11 = selection.choose_clipboard({"DISPLAY": ":1"})
+    monkeypatch.setattr(clipboard.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(clipboard.sys, "platform", "linux")
+    x11 = clipboard.choose_clipboard({"DISPLAY": ":1"})
     assert x11.name == "xclip"
-    way = selection.choose_clipboard({"DISPLAY": ":1", "WAYLAND_DISPLAY": "wayland-0"})
+    way = clipboard.choose_clipboard({"DISPLAY": ":1", "WAYLAND_DISPLAY": "wayland-0"})
     assert way.name == "wl"
-    forced = selection.choose_clipboard({"DISPLAY": ":1", "LABROUTER_CLIPBOARD_BACKEND": "null"})
-    assert forced.name == "null" and isinstance(forced.backend, selection.MemoryClipboard)
+    forced = clipboard.choose_clipboard({"DISPLAY": ":1", "LABROUTER_CLIPBOARD_BACKEND": "null"})
+    assert forced.name == "null" and isinstance(forced.backend, clipboard.MemoryClipboard)
 
 
 def test_no_display_gives_the_memory_clipboard_and_says_why(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(selection.shutil, "which", lambda name: None)
-    monkeypatch.setattr(selection.sys, "platform", "linux")
-    c = selection.choose_clipboard({})
+    monkeypatch.setattr(clipboard.shutil, "which", lambda name: None)
+    monkeypatch.setattr(clipboard.sys, "platform", "linux")
+    c = clipboard.choose_clipboard({})
     assert c.name == "null"
     reasons = {p.name: p.reason for p in c.unavailable}
     assert "DISPLAY" in reasons["xclip"] and "xclip or xsel" in reasons["pyperclip"]
 
 
 def test_read_selection_for_cli_prefers_primary(monkeypatch: pytest.MonkeyPatch) -> None:
-    cb = selection.MemoryClipboard(text="clip", primary="prim", supports_primary=True)
+    cb = clipboard.MemoryClipboard(text="clip", primary="prim", supports_primary=True)
     monkeypatch.setattr(selection, "choose_clipboard",
                         lambda env=None: bk.Choice("clipboard", cb, "fake", ()))
     assert selection.read_selection_for_cli({}) == "prim"
@@ -321,8 +325,8 @@ def test_xclip_write_never_waits_for_the_forked_owner(monkeypatch: pytest.Monkey
         calls.append({"args": args, **kw})
         return subprocess.CompletedProcess(args, 0, b"", b"")
 
-    monkeypatch.setattr(selection.subprocess, "run", run)
-    selection.XclipClipboard().write_text("héllo")
+    monkeypatch.setattr(clip_xclip.subprocess, "run", run)
+    clip_xclip.XclipClipboard().write_text("héllo")
     (call,) = calls
     assert call["args"] == ["xclip", "-selection", "clipboard", "-i"]
     assert call["input"] == "héllo".encode()
@@ -337,8 +341,8 @@ def test_xclip_reads_an_image_only_when_offered(monkeypatch: pytest.MonkeyPatch)
         target = args[args.index("-t") + 1]
         return subprocess.CompletedProcess(args, 0, answers[target], b"")
 
-    monkeypatch.setattr(selection, "_run", lambda args, input_=None: run(args))
-    cb = selection.XclipClipboard()
+    monkeypatch.setattr(clip_base, "run", lambda args, input_=None: run(args))
+    cb = clip_xclip.XclipClipboard()
     assert cb.read_image() is None
     answers["TARGETS"] = b"TARGETS\nimage/png\n"
     assert cb.read_image() == b"PNG"
@@ -687,23 +691,25 @@ def test_importing_the_desktop_loads_no_desktop_library() -> None:
     import sys
 
     code = ("import sys, labrouter.desktop.tray, labrouter.desktop.hotkey, "
-            "labrouter.desktop.selection, labrouter.desktop.notify, "
+            "labrouter.desktop.selection, labrouter.desktop.notify, labrouter.desktop.clipboard, "
+            "labrouter.desktop.keyboard, labrouter.app.desktop.app, "
             "labrouter.app.desktop_app, labrouter.app.doctor\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "{'pystray', 'pynput', 'plyer', 'pyperclip', 'PIL', 'Xlib'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, env={"PATH": "/usr/bin:/bin"})
+                         timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(
+                             Path(__file__).resolve().parents[1] / "src")})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
 
 def test_a_clipboard_that_cannot_put_an_image_back_is_not_touched() -> None:
     # Windows (pyperclip): copying over a screenshot would lose it for good
-    class NoImages(selection.MemoryClipboard):
+    class NoImages(clipboard.MemoryClipboard):
         restores_images = False
 
     cb = NoImages(text=None, image=b"\x89PNG screenshot")
-    kb = selection.NullKeyboard()
+    kb = keyboard.NullKeyboard()
     cap = _capture(cb, kb, use_primary=False).capture()
     assert cb.writes == [] and kb.copies == 0
     assert cap.image == b"\x89PNG screenshot" and cap.restored and not cap.empty
@@ -711,7 +717,7 @@ def test_a_clipboard_that_cannot_put_an_image_back_is_not_touched() -> None:
 
 def test_pyperclip_keeps_an_image_when_there_is_no_text(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    cb = selection.PyperclipClipboard.__new__(selection.PyperclipClipboard)
+    cb = clip_pyperclip.PyperclipClipboard.__new__(clip_pyperclip.PyperclipClipboard)
     monkeypatch.setattr(cb, "read_text", lambda: None)
     monkeypatch.setattr(cb, "read_image", lambda: b"\x89PNG")
-    assert cb.save() == selection.Saved("image/png", b"\x89PNG")
+    assert cb.save() == clipboard.Saved("image/png", b"\x89PNG")

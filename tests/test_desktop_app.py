@@ -12,16 +12,18 @@ from typing import Any
 
 import pytest
 
-from labrouter.app.desktop_app import DesktopApp, DesktopParts, StandaloneDaemon
+from labrouter.app.desktop.app import DesktopApp
+from labrouter.app.desktop.parts import DesktopParts
 from labrouter.app.settings import Context, load_context
 from labrouter.ask import AskRequest, AskResult
 from labrouter.core.config import DesktopConfig
 from labrouter.core.errors import AllFailed, NoCandidate
 from labrouter.core.peers import Peer, ServerState
 from labrouter.desktop import tray
+from labrouter.desktop.clipboard import MemoryClipboard
 from labrouter.desktop.hotkey import NullHotkey
-from labrouter.desktop.notify import LogNotifier, NotificationChain
-from labrouter.desktop.selection import MemoryClipboard, NullKeyboard
+from labrouter.desktop.keyboard import NullKeyboard
+from labrouter.desktop.notify import NotificationChain
 
 LONG = "This answer is long. " * 30  # > 200 characters: does not fit a notification
 
@@ -82,6 +84,20 @@ class FakeAsker:
                          model="qwen3:4b")
 
 
+@dataclasses.dataclass
+class RecordingNotifier:
+    """A notification backend that keeps what it was asked to show."""
+
+    name: str = "recorder"
+    sent: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def problem(self) -> str | None:
+        return None
+
+    def send(self, title: str, body: str) -> None:
+        self.sent.append((title, body))
+
+
 class App:
     def __init__(self, ctx: Context, selected: str = "some selected text",
                  clipboard: str | None = "user clipboard", answer: str = "42.",
@@ -91,7 +107,7 @@ class App:
                                                                     busy=busy))
         self.ctx = dataclasses.replace(ctx, config=cfg)
         self.cb = MemoryClipboard(text=clipboard, primary=selected, supports_primary=True)
-        self.log = LogNotifier()
+        self.log = RecordingNotifier()
         self.tray = tray.NullTray()
         self.hotkey = NullHotkey()
         self.parts = DesktopParts(self.tray, self.hotkey, self.cb, NullKeyboard(),
@@ -353,33 +369,6 @@ def test_the_app_runs_and_quits_with_the_null_tray(ctx: Context) -> None:
     t.join(5)
     assert stopped == [1] and a.hotkey._callback is None
     assert any(t.startswith("qwen3") for t, _ in a.sent)
-
-
-def test_standalone_daemon_probes_the_configured_servers(ctx: Context) -> None:
-    from tests.fakes.ollama_server import FakeOllama
-
-    fake = FakeOllama(models=["qwen3:4b"])
-    url, stop = fake.start_in_thread()
-    try:
-        from labrouter.core.config import ServerConfig
-
-        cfg = dataclasses.replace(ctx.config, servers=(ServerConfig(url=url, name="fake"),))
-        d = StandaloneDaemon(dataclasses.replace(ctx, config=cfg), interval=0.2)
-        changes: list[int] = []
-        d.on_change(lambda: changes.append(1))
-        d.start_in_thread()
-        try:
-            (me,) = d.snapshot()
-            assert me.is_self and me.servers[0].up
-            assert [m.name for m in me.servers[0].models] == ["qwen3:4b"]
-            d.pause("rented out", None)
-            assert d.snapshot()[0].paused and changes
-            d.resume()
-            assert not d.snapshot()[0].paused
-        finally:
-            d.stop()
-    finally:
-        stop()
 
 
 class FakeControl:

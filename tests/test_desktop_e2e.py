@@ -50,18 +50,8 @@ def fake() -> Iterator[FakeOllama]:
 
 
 def app_command() -> list[str]:
-    """`labrouter run` once app.daemon.run starts the desktop; until then the module that
-    does exactly that (the real Daemon, with the desktop on top)."""
-    try:
-        import inspect
-
-        from labrouter.app import daemon
-
-        if "run_desktop" in inspect.getsource(daemon.run):
-            return [sys.executable, "-m", "labrouter", "run"]
-    except (ImportError, AttributeError, OSError):
-        pass
-    return [sys.executable, "-m", "labrouter.app.desktop_app"]
+    """`labrouter run`: the real daemon with the desktop on top."""
+    return [sys.executable, "-m", "labrouter", "run"]
 
 
 class RunningApp:
@@ -207,11 +197,14 @@ def test_long_answer_is_shortened_and_copied(session: DesktopSession, tmp_path: 
 TRAY_SCRIPT = r"""
 import json, sys, threading, time
 from labrouter.app.settings import load_context
-from labrouter.app.desktop_app import DesktopApp, StandaloneDaemon, choose_parts, make_asker
+from labrouter.app.daemon import Daemon
+from labrouter.app.desktop.app import DesktopApp
+from labrouter.app.desktop.parts import choose_parts
+from labrouter.app.desktop_app import _start_daemon_thread, make_asker
 ctx = load_context(None)
 parts = choose_parts(ctx)
-daemon = StandaloneDaemon(ctx)
-daemon.start_in_thread()
+daemon = Daemon(ctx)
+_start_daemon_thread(daemon)
 ask, _ = make_asker(ctx, daemon)
 app = DesktopApp(ctx, daemon, ask, parts, stop_daemon=daemon.stop)
 out = {"tray": parts.tray.name, "backend": getattr(parts.tray, "backend", "")}
@@ -253,8 +246,12 @@ def test_tray_menu_shows_the_machines_and_pauses_this_one(
     home = tmp_path / "home"
     (home / "config").mkdir(parents=True)
     (home / "config" / "config.toml").write_text(
-        f'[node]\nname = "testbox"\n[[servers]]\nurl = "{fake.url}"\nname = "fake"\n')
-    env = dict(session.env, LABROUTER_HOME=str(home), NO_PROXY="127.0.0.1,localhost")
+        f'[node]\nname = "testbox"\n'
+        f'[cluster]\nbind = "127.0.0.1"\nbroadcast = false\nport = {_free_udp()}\n'
+        f'[api]\nenabled = false\n[relay]\nenabled = false\n'
+        f'[[servers]]\nurl = "{fake.url}"\nname = "fake"\n')
+    env = dict(session.env, LABROUTER_HOME=str(home), NO_PROXY="127.0.0.1,localhost",
+               PYTHONPATH=str(ROOT / "src"))
     out = subprocess.run([sys.executable, "-c", TRAY_SCRIPT], env=env, cwd=str(ROOT),
                          capture_output=True, text=True, timeout=45)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -274,7 +271,9 @@ def test_the_copy_path_gives_back_an_image_and_bytes_that_are_not_utf8(
         session: DesktopSession, monkeypatch: pytest.MonkeyPatch) -> None:
     """Real xclip, nothing selected (Ctrl+C copies nothing): the previous clipboard comes
     back byte for byte, a screenshot included, and is never taken for the selection."""
-    from labrouter.desktop.selection import NullKeyboard, SelectionCapture, XclipClipboard
+    from labrouter.desktop.clipboard.xclip import XclipClipboard
+    from labrouter.desktop.keyboard import NullKeyboard
+    from labrouter.desktop.selection import SelectionCapture
 
     monkeypatch.setenv("DISPLAY", session.env["DISPLAY"])
     cb = XclipClipboard()

@@ -45,9 +45,10 @@ class Check:
 
 def desktop_checks(ctx: Context, env: Mapping[str, str]) -> list[Check]:
     from ..desktop.backends import display_reason, probe_all
+    from ..desktop.clipboard import clipboard_specs
     from ..desktop.hotkey import default_hotkey, hotkey_specs
+    from ..desktop.keyboard import keyboard_specs
     from ..desktop.notify import NotificationChain, default_chain
-    from ..desktop.selection import clipboard_specs, keyboard_specs
     from ..desktop.tray import tray_specs
 
     checks: list[Check] = []

@@ -300,13 +300,11 @@ class LogNotifier:
     """The end of every chain: writes the notification to the log."""
 
     name: str = "log"
-    sent: list[tuple[str, str]] = field(default_factory=list)
 
     def problem(self) -> str | None:
         return None
 
     def send(self, title: str, body: str) -> None:
-        self.sent.append((title, body))
         log.info("notification: %s: %s", title, body)
 
 

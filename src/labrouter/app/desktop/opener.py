@@ -1,0 +1,19 @@
+"""Opening a file or folder with the desktop's default application (xdg-open, open,
+os.startfile). Never blocks: the opener runs detached."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def open_path(path: Path) -> None:
+    """Open a file or folder with the desktop's default application; never blocks."""
+    if sys.platform == "win32":
+        os.startfile(str(path))  # type: ignore[attr-defined]
+        return
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    subprocess.Popen([opener, str(path)], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
