@@ -15,7 +15,7 @@ import pytest
 
 from labrouter.app.local import probe_servers
 from labrouter.app.usagelog import UsageLog
-from labrouter.ask import Asker, AskRequest, looks_weak
+from labrouter.ask import Asker, AskRequest, Done, FellOver, Started, Text, looks_weak
 from labrouter.core.config import parse_config
 from labrouter.core.errors import AllFailed, NoCandidate
 from labrouter.core.peers import Peer, static_peers
@@ -52,9 +52,11 @@ async def test_answers_from_the_first_choice_and_logs_it(tmp_path: Path) -> None
     async with FakeOllama(models=["qwen3:4b", "qwen3-coder:30b"],
                           answer="Paris is the capital of France.") as srv:
         asker, log, _ = await asker_for(config(srv.url), tmp_path)
-        started, pieces = [], []
-        result = await asker.ask(AskRequest("What is the capital of France?"),
-                                 on_start=started.append, on_text=pieces.append)
+        events = [e async for e in asker.stream(AskRequest("What is the capital of France?"))]
+        started = [e.candidate for e in events if isinstance(e, Started)]
+        pieces = [e.text for e in events if isinstance(e, Text)]
+        assert isinstance(events[-1], Done) and len(started) == 1
+        result = events[-1].result
     assert result.answer == "Paris is the capital of France."
     assert "".join(pieces) == result.answer and len(pieces) > 1  # it streamed
     assert (result.route, result.model, result.outcome) == ("quick", "qwen3:4b", "ok")
@@ -89,13 +91,19 @@ async def test_a_failure_mid_stream_asks_the_next_candidate_again(fault: str,
             FakeOllama(models=["llama3.2:3b"], answer="A full answer.") as good:
         asker, _, _ = await asker_for(config(bad.url, good.url), tmp_path)
         bad.set_fault(fault, "qwen3:4b")
-        events: list[str] = []
-        result = await asker.ask(AskRequest("Say something"),
-                                 on_event=lambda k, d: events.append(k))
+        events = [e async for e in asker.stream(AskRequest("Say something"))]
+    result = events[-1].result  # type: ignore[union-attr]
     assert result.answer == "A full answer."
     assert result.restarted and result.outcome == "restarted"
     assert result.attempts[0].mid_stream
-    assert events == ["restart"]  # said once, not again as a fallover
+    kinds = [type(e).__name__ for e in events]
+    # the first answer's text, its drop, the second answer from its start
+    assert kinds[0] == "Started" and kinds[-1] == "Done" and kinds.count("FellOver") == 1
+    fell = next(e for e in events if isinstance(e, FellOver))
+    assert fell.attempt.mid_stream and fell.partial
+    after = kinds.index("FellOver")
+    assert kinds[after + 1] == "Started"
+    assert "".join(e.text for e in events[after:] if isinstance(e, Text)) == result.answer
 
 
 async def test_a_refused_server_is_reported_and_its_other_models_skipped(tmp_path: Path
@@ -210,12 +218,16 @@ def test_cli_ask_streams_reports_and_exits_by_outcome(labrouter_home: Path) -> N
         out = _cli(labrouter_home, "ask", "what", "is", "2+2?")
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "Four."
-        assert "qwen3:4b on" in out.stderr and "[quick]" in out.stderr
+        assert "qwen3:4b on" in out.stderr and "quick]" in out.stderr
+        # no code model is up: the output says which route was asked and which served
+        code = _cli(labrouter_home, "ask", "--route", "code", "fix it")
+        assert code.returncode == 0, code.stderr
+        assert "[code -> quick] qwen3:4b on " in code.stderr
         js = _cli(labrouter_home, "ask", "--json", "-", stdin="what is 2+2?")
         d = json.loads(js.stdout)
         assert d["answer"] == "Four." and d["model"] == "qwen3:4b" and d["server"] == "mini"
         stats = json.loads(_cli(labrouter_home, "stats", "--json").stdout)
-        assert stats["requests"] == 2
+        assert stats["requests"] == 3
     finally:
         stop()
     down = _cli(labrouter_home, "ask", "hello")
@@ -293,7 +305,13 @@ async def test_a_cancelled_request_is_logged_with_what_it_used(tmp_path: Path) -
                           tokens_per_s=20) as srv:
         asker, log, _ = await asker_for(config(srv.url), tmp_path)
         pieces: list[str] = []
-        task = asyncio.create_task(asker.ask(AskRequest("hello"), on_text=pieces.append))
+
+        async def consume() -> None:
+            async for event in asker.stream(AskRequest("hello")):
+                if isinstance(event, Text):
+                    pieces.append(event.text)
+
+        task = asyncio.create_task(consume())
         while not pieces:
             await asyncio.sleep(0.01)
         task.cancel()
@@ -422,3 +440,50 @@ async def test_cloud_tokens_of_an_answer_not_returned_still_count(tmp_path: Path
     records = log.read(1)[0]
     assert [r.model for r in records] == ["qwen3:4b", "qwen3:4b"]
     assert all(r.cost_usd > 0 for r in records), records
+
+
+async def test_closing_the_stream_stops_the_server_and_logs_it(tmp_path: Path) -> None:
+    async with FakeOllama(models=[FakeModel("qwen3:4b", answer="word " * 200)],
+                          tokens_per_s=20) as srv:
+        asker, log, _ = await asker_for(config(srv.url), tmp_path)
+        events = asker.stream(AskRequest("hello"))
+        async for event in events:
+            if isinstance(event, Text):
+                break
+        await events.aclose()
+        # the server's handler ends (its connection closed) long before its 10 s answer
+        for _ in range(250):
+            if srv.busy_time > 0:
+                break
+            await asyncio.sleep(0.02)
+        assert srv.busy_time > 0
+        assert not any(asker.in_flight.values())
+    (rec,), _ = log.read(1)
+    assert (rec.outcome, rec.finish_reason, rec.model) == ("cancelled", "cancelled", "qwen3:4b")
+
+
+async def test_the_record_keeps_the_classified_route_and_the_finish_reason(tmp_path: Path
+                                                                           ) -> None:
+    # issue 12: no code model is up; the log must say it was a code request served on quick
+    async with FakeOllama(models=["qwen3:4b"], answer="An answer of some length.") as srv:
+        asker, log, _ = await asker_for(config(srv.url), tmp_path)
+        result = await asker.ask(AskRequest("fix this", route="code"))
+        from labrouter.backends.base import ChatOptions
+
+        cut = await asker.ask(AskRequest("hello", options=ChatOptions(max_tokens=2)))
+    assert (result.classified_route, result.route, result.finish_reason) == (
+        "code", "quick", "stop")
+    assert cut.finish_reason == "length"
+    recs, _ = log.read(1)
+    assert [(r.classified_route, r.route, r.finish_reason) for r in recs] == [
+        ("code", "quick", "stop"), ("quick", "quick", "length")]
+
+
+async def test_nothing_up_is_logged_with_the_route_asked(tmp_path: Path) -> None:
+    async with FakeOllama(models=["qwen3:4b"]) as srv:
+        asker, log, _ = await asker_for(config(srv.url), tmp_path)
+    with pytest.raises(NoCandidate):
+        await asker.ask(AskRequest("hello", model="nosuch:1b"))
+    (rec,), _ = log.read(1)
+    assert (rec.outcome, rec.finish_reason, rec.classified_route) == (
+        "no_candidate", "error", "quick")

@@ -190,6 +190,40 @@ async def test_openai_chat_streaming_concrete_remote_with_usage(door: Door) -> N
     await client.close()
 
 
+async def test_a_cut_off_answer_says_length_in_both_dialects(door: Door) -> None:
+    # issue 12: the server stopped at max_tokens; the client must be able to tell
+    oc = openai.AsyncOpenAI(base_url=door.url + "/v1", api_key="unused")
+    r = await oc.chat.completions.create(model=OWN, max_tokens=2,
+                                         messages=[{"role": "user", "content": "hello"}])
+    assert r.choices[0].finish_reason == "length" and r.usage is not None
+    assert r.usage.completion_tokens == 2  # as served
+    finish = None
+    async for chunk in await oc.chat.completions.create(
+            model=OWN, max_tokens=2, stream=True,
+            messages=[{"role": "user", "content": "hello"}]):
+        if chunk.choices:
+            finish = chunk.choices[0].finish_reason or finish
+    assert finish == "length"
+    full = await oc.chat.completions.create(model=OWN,
+                                            messages=[{"role": "user", "content": "hello"}])
+    assert full.choices[0].finish_reason == "stop"
+    await oc.close()
+    client = ollama.AsyncClient(host=door.url)
+    cut = await client.chat(model=OWN, messages=[{"role": "user", "content": "hi"}],
+                            options={"num_predict": 2}, stream=False)
+    assert cut.done_reason == "length" and cut.eval_count == 2
+    last = None
+    async for chunk in await client.generate(model=OWN, prompt="hi", stream=True,
+                                             options={"num_predict": 2}):
+        last = chunk
+    assert last is not None and last.done_reason == "length"
+    whole = await client.chat(model=OWN, messages=[{"role": "user", "content": "hi"}],
+                              stream=False)
+    assert whole.done_reason == "stop"
+    assert [r.finish_reason for r in door.usage.records] == ["length", "length", "stop",
+                                                             "length", "length", "stop"]
+
+
 async def test_openai_image_as_data_url_only(door: Door) -> None:
     client = openai.AsyncOpenAI(base_url=door.url + "/v1", api_key="unused")
     with pytest.raises(openai.BadRequestError):

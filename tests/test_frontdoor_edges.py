@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -13,11 +13,10 @@ import openai
 import pytest
 
 from labrouter.app.frontdoor import FrontDoor, FrontDoorSite
-from labrouter.ask import Asker, AskRequest, AskResult
+from labrouter.ask import Asker, AskEvent, AskRequest, Text
 from labrouter.core.config import Config
 from labrouter.core.errors import NoCandidate
 from labrouter.core.peers import ModelInfo, Peer, ServerState
-from labrouter.core.policy import Candidate
 from tests.fakes.ollama_server import FakeOllama
 
 MODEL = "qwen3:4b"
@@ -55,10 +54,8 @@ class HangingAsker:
     def __init__(self) -> None:
         self.cancelled = asyncio.Event()
 
-    async def ask(self, req: AskRequest, on_start: Callable[[Candidate], None] | None = None,
-                  on_text: Callable[[str], None] | None = None) -> AskResult:
-        assert on_text is not None
-        on_text("Hello")
+    async def stream(self, req: AskRequest) -> AsyncIterator[AskEvent]:
+        yield Text("Hello")
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
@@ -88,10 +85,10 @@ async def test_a_client_that_hangs_up_cancels_its_request(path: str,
 
 
 class NobodyAsker:
-    async def ask(self, req: AskRequest, on_start: Any = None, on_text: Any = None
-                  ) -> AskResult:
+    async def stream(self, req: AskRequest) -> AsyncIterator[AskEvent]:
         raise NoCandidate("no live server has a model for this request",
                           hint="Run `labrouter nodes`.")
+        yield Text("")  # an async generator
 
 
 async def test_nothing_up_is_503_for_auto() -> None:

@@ -1,7 +1,13 @@
-"""One request end to end: classify -> choose -> stream -> fall over -> log.
+"""One request end to end: classify -> choose -> stream events -> fall over -> log.
 
-Owns ``AskRequest``, ``AskResult``, ``Attempt``, the ``Asker`` that runs a request over
+Owns ``AskRequest``, ``AskResult``, ``Attempt``, the events of a streamed answer
+(``Started``, ``Text``, ``FellOver``, ``Done``), the ``Asker`` that runs a request over
 the candidate list, and ``DirectConnector``, which reaches a candidate's server by URL.
+
+``Asker.stream(req)`` is the one way to ask: an async iterator of events that ends with
+``Done(result)``; ``Asker.ask(req)`` collects it. Closing the iterator (``aclose``, or
+cancelling the task that iterates) closes the stream to the server, so the server stops
+generating, and the request is logged as cancelled.
 
 Fallover rules: a failure before the first token moves on to the next candidate with
 nothing shown; a failure mid-stream asks the next candidate again and marks the result
@@ -20,8 +26,8 @@ import base64
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
-from contextvars import ContextVar
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -58,21 +64,35 @@ class AskRequest:
 
 @dataclass(frozen=True)
 class Attempt:
+    """A candidate that did not give the answer returned, and why."""
+
     node: str
     server: str
     model: str
     reason: str
-    mid_stream: bool = False
+    mid_stream: bool = False  # it failed after its first token; its text was dropped
+    weak: bool = False  # it answered, but weakly: the answer is asked of a bigger model
+    error: str = ""  # the error alone, without the candidate's name
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} on {self.node}"
 
     def as_dict(self) -> dict[str, str]:
         return {"node": self.node, "server": self.server, "model": self.model,
                 "reason": self.reason}
 
 
+#: why an answer ended; what the serving backend reported ("stop", "length", or another
+#: reason the server names) for an answer that came, else one of these two
+CANCELLED = "cancelled"
+ERROR = "error"
+
+
 @dataclass(frozen=True)
 class AskResult:
     answer: str
-    route: str
+    route: str  # the route of the model that served
     node: str
     server: str
     model: str
@@ -87,6 +107,11 @@ class AskResult:
     escalated: bool = False
     confidence: float = 0.0
     reasons: tuple[str, ...] = ()
+    finish_reason: str = "stop"  # "stop" | "length" | "cancelled" | "error" | the server's
+    # the route the request was put on (classified, sticky or forced); ``route`` differs
+    # when the lab had no model of it up and a fallback route served
+    classified_route: str = ""
+    cost_usd: float = 0.0  # cloud cost, answers not returned (cut off, weak) included
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -98,7 +123,60 @@ class AskResult:
             "outcome": self.outcome, "image_dropped": self.image_dropped,
             "restarted": self.restarted, "escalated": self.escalated,
             "confidence": round(self.confidence, 3), "reasons": list(self.reasons),
+            "finish_reason": self.finish_reason, "classified_route": self.classified_route,
         }
+
+
+# ------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True)
+class Started:
+    """A candidate is asked (the first, or the next after a FellOver)."""
+
+    candidate: Candidate
+    classification: Classification
+    route: str  # the route the request is on (classified, sticky or forced)
+
+
+@dataclass(frozen=True)
+class Text:
+    """A piece of the answer of the candidate last started."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class FellOver:
+    """The candidate last started did not give the answer: ``partial`` (the text it sent,
+    "" when it failed before its first token) is dropped and the next Started follows,
+    except after a weak answer whose escalation failed: then ``Done`` returns it."""
+
+    attempt: Attempt
+    partial: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The last event: the answer and its record."""
+
+    result: AskResult
+
+
+AskEvent = Started | Text | FellOver | Done
+
+
+async def collect(events: AsyncIterator[AskEvent],
+                  on_start: Callable[[Candidate], None] | None = None) -> AskResult:
+    """The result at the end of a request's events (``on_start`` sees each candidate as it
+    starts); the events are closed however this ends."""
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, Started) and on_start is not None:
+                on_start(event.candidate)
+            elif isinstance(event, Done):
+                return event.result
+    raise RuntimeError("the answer stream ended without a result")  # a bug
 
 
 class UsageSink(Protocol):
@@ -108,7 +186,6 @@ class UsageSink(Protocol):
 
 
 Connector = Callable[[Candidate], Backend]
-EventCallback = Callable[[str, str], None]  # (kind, text): fallover | restart | escalate | ...
 
 
 class DirectConnector:
@@ -158,10 +235,36 @@ class _MidStream(Exception):
         self.partial = partial
 
 
-#: the attempt streaming now and its text so far, for logging a cancelled request. Per task,
-#: so concurrent requests on one Asker (the front door) do not see each other's.
-_CURRENT: ContextVar[tuple[Candidate, list[str]] | None] = ContextVar("labrouter_ask_current",
-                                                                      default=None)
+@dataclass(frozen=True)
+class Served:
+    """One candidate's complete answer; times from the start of this attempt."""
+
+    candidate: Candidate
+    text: str
+    ttft: float
+    duration: float
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+
+
+@dataclass
+class _Run:
+    """One request as it goes: what the log needs when it ends, however it ends."""
+
+    req: AskRequest
+    classification: Classification
+    route: str  # the route it is on: classified, sticky or forced
+    t0: float
+    attempts: list[Attempt] = field(default_factory=list)
+    current: Candidate | None = None  # streaming now
+    parts: list[str] = field(default_factory=list)  # its text so far
+    restarted: bool = False
+    # what a cloud server billed for an answer that is not the one returned (cut off
+    # mid-stream, or weak and escalated): the day's budget must count it too
+    spent: float = 0.0
+
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -175,11 +278,23 @@ def clean_text(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
+def _clean(req: AskRequest) -> AskRequest:
+    return replace(req, prompt=clean_text(req.prompt),
+                   instruction=None if req.instruction is None else clean_text(req.instruction),
+                   messages=tuple(replace(m, content=clean_text(m.content))
+                                  for m in req.messages))
+
+
 def _cost(server: ServerState, prompt_tokens: int, completion_tokens: int) -> float:
     if not server.is_cloud:
         return 0.0
     return (prompt_tokens * server.cost_input_per_1k
             + completion_tokens * server.cost_output_per_1k) / 1000
+
+
+def _rough_tokens(text: str) -> int:
+    """For servers (or cut-off answers) that report no usage."""
+    return max(1, len(text) // 4) if text else 0
 
 
 def looks_weak(answer: str, prompt: str) -> bool:
@@ -219,138 +334,161 @@ class Asker:
     def classify(self, req: AskRequest) -> Classification:
         return self.classifier.classify(req.prompt, image=req.image is not None)
 
-    def plan(self, req: AskRequest, notes: list[str] | None = None,
-             c: Classification | None = None) -> tuple[Classification, list[Candidate]]:
-        c = c if c is not None else self.classify(req)
+    def _candidates(self, req: AskRequest, c: Classification, route: str,
+                    notes: list[str] | None = None) -> list[Candidate]:
         spent = self.usage_log.spent_today() if self.usage_log else 0.0
-        cands = choose(c, self.peers(), self.config, self.speeds, self.history, self.clock(),
-                       route=req.route, model=req.model, node=req.node, spent_today=spent,
-                       suspect=self.suspect(), notes=notes)
-        return c, cands
+        # the route is resolved already (stickiness included): passed as forced, so the
+        # policy does not resolve it a second time
+        return choose(c, self.peers(), self.config, self.speeds, None, self.clock(),
+                      route=route, model=req.model, node=req.node, spent_today=spent,
+                      suspect=self.suspect(), notes=notes)
 
-    async def ask(self, req: AskRequest, on_start: Callable[[Candidate], None] | None = None,
-                  on_text: Callable[[str], None] | None = None,
-                  on_event: EventCallback | None = None) -> AskResult:
+    async def ask(self, req: AskRequest) -> AskResult:
+        """The answer, collected from ``stream``."""
+        return await collect(self.stream(req))
+
+    async def stream(self, req: AskRequest) -> AsyncIterator[AskEvent]:
+        """The request's events: Started, Text..., (FellOver, Started, Text...)*, Done.
+
+        Raises NoCandidate when nothing can answer and AllFailed when every candidate
+        failed, each after the request is logged.
+        """
         t0 = self.clock()
-        req = replace(req, prompt=clean_text(req.prompt),
-                      instruction=None if req.instruction is None else clean_text(
-                          req.instruction),
-                      messages=tuple(replace(m, content=clean_text(m.content))
-                                     for m in req.messages))
-        notes: list[str] = []
-        # the history keeps the route the prompt is on (classified, sticky or forced), not
-        # a fallback route its candidates fell to: else three code prompts asked while the
-        # code model was down would make the next borderline code prompt stick to quick
+        req = _clean(req)
         c = self.classify(req)
-        asked_route, _ = resolve_route(c, self.history, self.clock(), req.route)
-        c, cands = self.plan(req, notes, c)
-        route = cands[0].route if cands else (req.route or c.route)
+        # resolved once: the history keeps the route the prompt is on (classified, sticky or
+        # forced), not a fallback route its candidates fell to: else three code prompts
+        # asked while the code model was down would make the next borderline code prompt
+        # stick to quick
+        route, _why = resolve_route(c, self.history, self.clock(), req.route)
+        run = _Run(req, c, route, t0)
+        notes: list[str] = []
+        cands = self._candidates(req, c, route, notes)
         if not cands:
-            self._log(req, c, route, None, "no_candidate", (), 0, 0, 0.0, self.clock() - t0)
-            why = "; ".join(n for n in notes[1:]) or "no server is configured or up"
+            self._log(run, self._ended(run, "no_candidate", route))
+            why = "; ".join(notes[1:]) or "no server is configured or up"
             raise NoCandidate(
                 f"no live server has a model for this request ({why})",
                 hint="Run `labrouter nodes` to see what is up, and `labrouter doctor` to check "
                      "the servers.")
-        self.history.add(self.clock(), asked_route)
-        attempts: list[Attempt] = []
-        _CURRENT.set(None)
+        self.history.add(self.clock(), route)
+        done: Done | None = None
         try:
-            return await self._ask_over(req, c, cands, route, attempts, t0, on_start,
-                                        on_text, on_event)
-        except BaseException as exc:
-            if isinstance(exc, (AllFailed, BackendError)):
-                raise
-            # Ctrl+C, a cancelled task (the front door's client hung up, the hotkey's
-            # "cancel"), stdout closed mid-answer: the request still cost a server its
-            # work, and the log has one line per request
-            stopped = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt,
-                                       BrokenPipeError))
-            self._log_cut_short(req, c, route, attempts, t0,
-                                "cancelled" if stopped else "error")
+            async with aclosing(self._over(run, cands)) as events:
+                async for event in events:
+                    if isinstance(event, Done):
+                        done = event
+                        break
+                    yield event
+        except (AllFailed, BackendError):
             raise
+        except BaseException as exc:
+            # Ctrl+C, a cancelled task or a closed iterator (the front door's client hung
+            # up, the hotkey's "cancel"), stdout closed mid-answer: the request still cost
+            # a server its work, and the log has one line per request
+            stopped = isinstance(exc, (GeneratorExit, asyncio.CancelledError,
+                                       KeyboardInterrupt, BrokenPipeError))
+            self._log_cut_short(run, CANCELLED if stopped else ERROR)
+            raise
+        assert done is not None  # _over ends with Done or raises
+        yield done
 
-    async def _ask_over(self, req: AskRequest, c: Classification, cands: list[Candidate],
-                        route: str, attempts: list[Attempt], t0: float,
-                        on_start: Callable[[Candidate], None] | None,
-                        on_text: Callable[[str], None] | None,
-                        on_event: EventCallback | None) -> AskResult:
+    async def _over(self, run: _Run, cands: list[Candidate]) -> AsyncIterator[AskEvent]:
         dead: set[tuple[str, str]] = set()
-        restarted = False
         tried = 0
-        # what a cloud server billed for an answer that is not the one returned (cut off
-        # mid-stream, or weak and escalated): the day's budget must count it too
-        spent = 0.0
         for cand in cands:
             if (cand.peer.node_id, cand.server.id) in dead:
                 continue
             if tried >= MAX_ATTEMPTS:
                 break
             tried += 1
-            # after a mid-stream failure the "restart" event has said it already
-            if attempts and on_event and not attempts[-1].mid_stream:
-                on_event("fallover", f"{attempts[-1].reason}; asking {cand.label} instead")
+            served: Served | None = None
             try:
-                text, first, last, pt, ct = await self._stream(cand, req, on_start, on_text)
+                async with aclosing(self._attempt(run, cand)) as pieces:
+                    async for piece in pieces:
+                        if isinstance(piece, Served):
+                            served = piece
+                        else:
+                            yield piece
             except _MidStream as exc:
-                attempts.append(Attempt(cand.peer.name, cand.server.id, cand.model,
-                                        f"{cand.label} failed mid-answer: {exc.error}", True))
-                restarted = True
-                spent += _cost(cand.server, max(1, len(req.prompt) // 4),
-                               max(1, len(exc.partial) // 4))  # no usage came: a rough count
+                attempt = Attempt(cand.peer.name, cand.server.id, cand.model,
+                                  f"{cand.label} failed mid-answer: {exc.error}", True,
+                                  error=str(exc.error))
+                run.attempts.append(attempt)
+                run.restarted = True
+                run.spent += _cost(cand.server, _rough_tokens(run.req.prompt),
+                                   _rough_tokens(exc.partial))  # no usage came: a rough count
                 self._failed(cand, exc.error, dead)
-                if on_event:
-                    on_event("restart", f"{cand.label} stopped mid-answer ({exc.error}); "
-                                        "asking the next candidate from the start")
+                yield FellOver(attempt, exc.partial)
                 continue
             except BackendError as exc:
-                attempts.append(Attempt(cand.peer.name, cand.server.id, cand.model,
-                                        f"{cand.label}: {exc}"))
+                attempt = Attempt(cand.peer.name, cand.server.id, cand.model,
+                                  f"{cand.label}: {exc}", error=str(exc))
+                run.attempts.append(attempt)
                 self._failed(cand, exc, dead)
+                yield FellOver(attempt, "")
                 continue
-            result = self._result(req, c, cand, text, first, last, pt, ct, attempts, restarted,
-                                  t0)
-            if looks_weak(text, req.prompt):
-                better = await self._escalate(req, c, cand, attempts, on_start, on_text,
-                                              on_event, t0)
+            assert served is not None
+            result = self._result(run, served)
+            if looks_weak(served.text, run.req.prompt):
+                better: AskResult | None = None
+                async with aclosing(self._escalate(run, served)) as events:
+                    async for event in events:
+                        if isinstance(event, Done):
+                            better = event.result
+                        else:
+                            yield event
                 if better is not None:
+                    run.spent += _cost(cand.server, served.prompt_tokens,
+                                       served.completion_tokens)
                     result = replace(better, restarted=result.restarted)
-                    spent += _cost(cand.server, pt, ct)
-            self._log(req, c, result.route, cand if not result.escalated else None,
-                      result.outcome, result.attempts, result.prompt_tokens,
-                      result.completion_tokens, result.ttft, result.duration, result=result,
-                      extra_cost=spent)
-            return result
-        self._log(req, c, route, None, "failed", tuple(attempts), 0, 0, 0.0, self.clock() - t0)
+            result = replace(result, cost_usd=round(run.spent + result.cost_usd, 6))
+            self._log(run, result)
+            yield Done(result)
+            return
+        self._log(run, self._ended(run, "failed", cands[0].route))
         raise AllFailed(
-            f"no candidate could answer ({len(attempts)} tried)",
-            [(f"{a.model} on {a.node}", a.reason) for a in attempts],
+            f"no candidate could answer ({len(run.attempts)} tried)",
+            [(f"{a.model} on {a.node}", a.reason) for a in run.attempts],
             hint="Run `labrouter doctor` to check the servers.")
 
-    async def _escalate(self, req: AskRequest, c: Classification, weak: Candidate,
-                        attempts: list[Attempt], on_start: Callable[[Candidate], None] | None,
-                        on_text: Callable[[str], None] | None,
-                        on_event: EventCallback | None, t0: float) -> AskResult | None:
-        target = self.config.route(weak.route).escalate_to
+    async def _escalate(self, run: _Run, weak: Served) -> AsyncIterator[AskEvent]:
+        """Events of asking the route's ``escalate_to`` model; ends with Done when it
+        answered, with nothing when there is no such model or it failed."""
+        wc = weak.candidate
+        target = self.config.route(wc.route).escalate_to
         # a model the user asked for by name is what they want to hear, weak or not
-        if not target or req.model or model_matches(target, weak.model):
-            return None
-        _, cands = self.plan(replace(req, model=target))
-        for cand in cands[:2]:
-            if on_event:
-                on_event("escalate", f"the answer of {weak.label} looked weak; asking {cand.label}")
+        if not target or run.req.model or model_matches(target, wc.model):
+            return
+        cands = self._candidates(replace(run.req, model=target), run.classification,
+                                 run.route)[:2]
+        if not cands:
+            return
+        weak_attempt = Attempt(wc.peer.name, wc.server.id, wc.model,
+                               f"{wc.label} gave a weak answer; escalated", weak=True)
+        yield FellOver(weak_attempt, weak.text)
+        for cand in cands:
+            served: Served | None = None
             try:
-                text, first, last, pt, ct = await self._stream(cand, req, on_start, on_text)
+                async with aclosing(self._attempt(run, cand)) as pieces:
+                    async for piece in pieces:
+                        if isinstance(piece, Served):
+                            served = piece
+                        else:
+                            yield piece
             except (_MidStream, BackendError) as exc:
                 err = exc.error if isinstance(exc, _MidStream) else exc
-                attempts.append(Attempt(cand.peer.name, cand.server.id, cand.model,
-                                        f"escalation to {cand.label}: {err}"))
+                attempt = Attempt(cand.peer.name, cand.server.id, cand.model,
+                                  f"escalation to {cand.label}: {err}",
+                                  mid_stream=isinstance(exc, _MidStream), error=str(err))
+                run.attempts.append(attempt)
+                yield FellOver(attempt, exc.partial if isinstance(exc, _MidStream) else "")
                 continue
-            attempts.append(Attempt(weak.peer.name, weak.server.id, weak.model,
-                                    f"{weak.label} gave a weak answer; escalated"))
-            res = self._result(req, c, cand, text, first, last, pt, ct, attempts, False, t0)
-            return replace(res, escalated=True, outcome="escalated", route=weak.route)
-        return None
+            assert served is not None
+            run.attempts.append(weak_attempt)
+            res = self._result(run, served, restarted=False)
+            yield Done(replace(res, escalated=True, outcome="escalated", route=wc.route))
+            return
 
     def _failed(self, cand: Candidate, exc: BackendError, dead: set[tuple[str, str]]) -> None:
         log.info("%s failed: %s", cand.label, exc)
@@ -376,32 +514,33 @@ class Asker:
                 images = (base64.b64encode(req.image).decode("ascii"),)
         return [*req.messages, ChatMessage("user", text, images)]
 
-    async def _stream(self, cand: Candidate, req: AskRequest,
-                      on_start: Callable[[Candidate], None] | None,
-                      on_text: Callable[[str], None] | None
-                      ) -> tuple[str, float, float, int, int]:
+    async def _attempt(self, run: _Run, cand: Candidate) -> AsyncIterator[Started | Text | Served]:
+        """One candidate: Started, its Text pieces, then its Served answer. Raises
+        _MidStream after text, BackendError before."""
         backend = self.connector(cand)
-        if on_start:
-            on_start(cand)
+        run.current, run.parts = cand, []
+        parts = run.parts
+        yield Started(cand, run.classification, run.route)
         start = self.clock()
         first = 0.0
-        parts: list[str] = []
         pt = ct = 0
+        reason = ""
         own = cand.peer.is_self
-        _CURRENT.set((cand, parts))
         if own:
             self.in_flight[cand.server.id] = self.in_flight.get(cand.server.id, 0) + 1
         try:
-            async for chunk in backend.chat(cand.model, self._messages(cand, req), req.options):
-                if chunk.text:
-                    if not parts:
-                        first = self.clock()
-                    parts.append(chunk.text)
-                    if on_text:
-                        on_text(chunk.text)
-                if chunk.done:
-                    pt = chunk.prompt_tokens or 0
-                    ct = chunk.completion_tokens or 0
+            async with aclosing(backend.chat(cand.model, self._messages(cand, run.req),
+                                             run.req.options)) as chunks:
+                async for chunk in chunks:
+                    if chunk.text:
+                        if not parts:
+                            first = self.clock()
+                        parts.append(chunk.text)
+                        yield Text(chunk.text)
+                    if chunk.done:
+                        pt = chunk.prompt_tokens or 0
+                        ct = chunk.completion_tokens or 0
+                        reason = chunk.done_reason
         except BackendError as exc:
             if parts:
                 raise _MidStream(exc, "".join(parts)) from exc
@@ -410,68 +549,70 @@ class Asker:
             if own:
                 self.in_flight[cand.server.id] = max(0, self.in_flight.get(cand.server.id, 1) - 1)
         end = self.clock()
+        run.current = None
         if not first:
             first = end
         text = "".join(parts)
         if not ct and text:
-            ct = max(1, len(text) // 4)  # servers that send no usage: a rough count
+            ct = _rough_tokens(text)
         self.speeds.record(cand.key, first - start, ct, end - start)
-        return text, first - start, end - start, pt, ct
+        yield Served(cand, text, first - start, end - start, pt, ct, reason or "stop")
 
-    def _result(self, req: AskRequest, c: Classification, cand: Candidate, text: str,
-                ttft: float, dur: float, pt: int, ct: int, attempts: list[Attempt],
-                restarted: bool, t0: float) -> AskResult:
-        outcome = "restarted" if restarted else ("fallback" if attempts or cand.fallback
+    def _result(self, run: _Run, served: Served, restarted: bool | None = None) -> AskResult:
+        cand = served.candidate
+        restarted = run.restarted if restarted is None else restarted
+        outcome = "restarted" if restarted else ("fallback" if run.attempts or cand.fallback
                                                  else "ok")
-        # ttft and dur are this attempt's (the speed table wants those); the record wants
-        # what the user waited, from the request's start, like its duration: a first choice
-        # that hung for a minute before the fallover is part of the wait
+        # the served ttft and duration are this attempt's (the speed table wants those); the
+        # record wants what the user waited, from the request's start, like its duration: a
+        # first choice that hung for a minute before the fallover is part of the wait
         now = self.clock()
+        c = run.classification
         return AskResult(
-            answer=text, route=cand.route, node=cand.peer.name, server=cand.server.id,
-            model=cand.model, attempts=tuple(attempts), prompt_tokens=pt,
-            completion_tokens=ct, ttft=max(0.0, now - t0 - (dur - ttft)), duration=now - t0,
-            outcome=outcome,
-            image_dropped=req.image is not None and cand.drop_image, restarted=restarted,
-            confidence=c.confidence, reasons=tuple(c.reasons) + (cand.reason,))
+            answer=served.text, route=cand.route, node=cand.peer.name, server=cand.server.id,
+            model=cand.model, attempts=tuple(run.attempts), prompt_tokens=served.prompt_tokens,
+            completion_tokens=served.completion_tokens,
+            ttft=max(0.0, now - run.t0 - (served.duration - served.ttft)),
+            duration=now - run.t0, outcome=outcome,
+            image_dropped=run.req.image is not None and cand.drop_image, restarted=restarted,
+            confidence=c.confidence, reasons=tuple(c.reasons) + (cand.reason,),
+            finish_reason=served.finish_reason, classified_route=run.route,
+            cost_usd=_cost(cand.server, served.prompt_tokens, served.completion_tokens))
 
-    def _log_cut_short(self, req: AskRequest, c: Classification, route: str,
-                       attempts: list[Attempt], t0: float, outcome: str) -> None:
+    def _ended(self, run: _Run, outcome: str, route: str) -> AskResult:
+        """The record of a request that got no answer."""
+        return AskResult(answer="", route=route, node="", server="", model="",
+                         attempts=tuple(run.attempts), duration=self.clock() - run.t0,
+                         outcome=outcome, confidence=run.classification.confidence,
+                         finish_reason=ERROR, classified_route=run.route,
+                         cost_usd=round(run.spent, 6))
+
+    def _log_cut_short(self, run: _Run, outcome: str) -> None:
         try:
-            current = _CURRENT.get()
-            result = None
-            ct = 0
-            if current is not None:
-                cand, parts = current
-                text = "".join(parts)
-                ct = max(1, len(text) // 4) if text else 0  # no usage arrives: a rough count
-                result = AskResult(answer=text, route=cand.route, node=cand.peer.name,
-                                   server=cand.server.id, model=cand.model)
-            self._log(req, c, result.route if result else route, None, outcome,
-                      tuple(attempts), 0, ct, 0.0, self.clock() - t0, result=result)
+            cand = run.current
+            result = self._ended(run, outcome, run.route)
+            if cand is not None:
+                text = "".join(run.parts)
+                ct = _rough_tokens(text)  # no usage arrives: a rough count
+                result = replace(result, answer=text, route=cand.route, node=cand.peer.name,
+                                 server=cand.server.id, model=cand.model,
+                                 completion_tokens=ct,
+                                 cost_usd=round(run.spent + _cost(cand.server, 0, ct), 6))
+            self._log(run, replace(result, finish_reason=outcome))
         except Exception:  # noqa: BLE001 - the interruption is what the caller must see
             log.exception("could not log the request that was cut short")
 
-    def _log(self, req: AskRequest, c: Classification, route: str, cand: Candidate | None,
-             outcome: str, attempts: tuple[Attempt, ...], pt: int, ct: int, ttft: float,
-             duration: float, result: AskResult | None = None, extra_cost: float = 0.0
-             ) -> None:
+    def _log(self, run: _Run, result: AskResult) -> None:
         if self.usage_log is None:
             return
-        server: ServerState | None = None
-        if result is not None:
-            for p in self.peers():
-                if p.name == result.node:
-                    for s in p.servers:
-                        if s.id == result.server:
-                            server = s
-        cost = extra_cost + (_cost(server, pt, ct) if server is not None else 0.0)
+        req = run.req
         rec = UsageRecord(
-            ts=self.wall(), route=route, node=result.node if result else "",
-            server=result.server if result else "", model=result.model if result else "",
-            outcome=outcome, prompt_tokens=pt, completion_tokens=ct,
-            ttft_ms=round(ttft * 1000, 1), duration_ms=round(duration * 1000, 1),
-            fallbacks=tuple(a.as_dict() for a in attempts), source=req.source,
-            confidence=round(c.confidence, 3), cost_usd=round(cost, 6),
-            prompt=req.prompt if self.config.usage.log_prompts else None)
+            ts=self.wall(), route=result.route, node=result.node, server=result.server,
+            model=result.model, outcome=result.outcome, prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens, ttft_ms=round(result.ttft * 1000, 1),
+            duration_ms=round(result.duration * 1000, 1),
+            fallbacks=tuple(a.as_dict() for a in result.attempts), source=req.source,
+            confidence=round(result.confidence, 3), cost_usd=round(result.cost_usd, 6),
+            prompt=req.prompt if self.config.usage.log_prompts else None,
+            classified_route=result.classified_route, finish_reason=result.finish_reason)
         self.usage_log.append(rec)

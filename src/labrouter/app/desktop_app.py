@@ -36,14 +36,16 @@ def make_asker(ctx: Context, daemon: Any) -> tuple[AskFn, Any]:
     """The daemon's Asker when it has one; else one over its live table that reaches
     peers through the relay (``http_services.build_asker``); else a direct one.
     Returns (ask, connector to close at the end or None)."""
+    from ..ask import collect
+
     asker = getattr(daemon, "asker", None)
     if asker is not None:
-        return asker.ask, None
+        return lambda req, on_start=None: collect(asker.stream(req), on_start), None
     try:
         from .http_services import build_asker
 
         asker, connector = build_asker(daemon)
-        return asker.ask, connector
+        return lambda req, on_start=None: collect(asker.stream(req), on_start), connector
     except (ImportError, AttributeError):
         from ..ask import Asker
         from .usagelog import UsageLog
@@ -51,7 +53,7 @@ def make_asker(ctx: Context, daemon: Any) -> tuple[AskFn, Any]:
         asker = Asker(ctx.config, daemon.snapshot,
                       usage_log=UsageLog(ctx.paths.data_dir, ctx.config.usage.retention_days),
                       in_flight=getattr(daemon, "in_flight", None))
-        return asker.ask, None
+        return lambda req, on_start=None: collect(asker.stream(req), on_start), None
 
 
 def _start_daemon_thread(daemon: Any, timeout: float = 20.0) -> None:

@@ -5,7 +5,7 @@ use the whole cluster through one address: the Ollama API (``/api/chat``, ``/api
 ``/api/tags``, ``/api/ps``, ``/api/show``, ``/api/version``) and the OpenAI API
 (``/v1/chat/completions``, ``/v1/models``), streaming and not. The model ``auto`` goes
 through the classifier and router, ``auto:<route>`` forces a route, and any other name is
-routed to the best live machine that has that model; all of it through ``Asker.ask`` with
+routed to the best live machine that has that model; all of it through ``Asker.stream`` with
 ``source="api:<path>"``, so usage is logged like hotkey requests.
 
 The front door has no authentication of its own (like Ollama), so it listens on loopback
@@ -19,7 +19,6 @@ Must not import desktop packages. Runs on the daemon's event loop.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -37,12 +36,11 @@ from aiohttp import web
 from yarl import URL
 
 from .. import __version__
-from ..ask import AskRequest, AskResult
+from ..ask import AskEvent, AskRequest, AskResult, Done, Started, Text
 from ..backends.base import ChatMessage, ChatOptions
 from ..core.config import Config
 from ..core.errors import AllFailed, ConfigError, LabrouterError, NoCandidate
 from ..core.peers import ModelInfo, Peer
-from ..core.policy import Candidate
 from ..relay.server import Site
 
 log = logging.getLogger(__name__)
@@ -56,8 +54,7 @@ _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 class AskerLike(Protocol):
-    async def ask(self, req: AskRequest, on_start: Callable[[Candidate], None] | None = None,
-                  on_text: Callable[[str], None] | None = None) -> AskResult: ...
+    def stream(self, req: AskRequest) -> AsyncIterator[AskEvent]: ...
 
 
 class BadRequest(Exception):
@@ -252,7 +249,7 @@ def parse_openai_chat(body: Mapping[str, Any], routes: Mapping[str, Any]) -> Par
 
 
 class Exchange:
-    """Runs one ask in a task and turns its callbacks into a stream of text pieces.
+    """One ask's events as the text a client is sent.
 
     When the Asker restarts on another candidate after text was already sent (mid-stream
     failure, or escalation of a weak answer), the client cannot take back what it got, so
@@ -260,38 +257,35 @@ class Exchange:
     """
 
     def __init__(self, asker: AskerLike, req: AskRequest, requested: str) -> None:
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self.model = requested
+        self.events = asker.stream(req)
+        self.model = requested  # the model of the candidate last started
         self.sent_text = False
-        self.starts = 0
-        self.task = asyncio.ensure_future(asker.ask(req, on_start=self._start,
-                                                    on_text=self._text))
-        self.task.add_done_callback(lambda _t: self.queue.put_nowait(None))
-
-    def _start(self, cand: Candidate) -> None:
-        self.starts += 1
-        if self.sent_text:
-            self.queue.put_nowait(f"\n\n[labrouter: the answer continues from {cand.label}]\n\n")
-            self.sent_text = False
-        self.model = cand.model
-
-    def _text(self, text: str) -> None:
-        self.sent_text = True
-        self.queue.put_nowait(text)
+        self.result: AskResult | None = None
 
     async def pieces(self) -> AsyncIterator[str]:
-        while True:
-            item = await self.queue.get()
-            if item is None:
-                return
-            yield item
+        """The text to send; ``result`` is set when it ends. Raises LabrouterError."""
+        async for event in self.events:
+            if isinstance(event, Started):
+                if self.sent_text:
+                    yield (f"\n\n[labrouter: the answer continues from "
+                           f"{event.candidate.label}]\n\n")
+                    self.sent_text = False
+                self.model = event.candidate.model
+            elif isinstance(event, Text):
+                self.sent_text = True
+                yield event.text
+            elif isinstance(event, Done):
+                self.result = event.result
 
-    async def result(self) -> AskResult:
-        return await self.task
+    async def collect(self) -> AskResult:
+        async for _text in self.pieces():
+            pass
+        assert self.result is not None  # the stream ends with Done or raises
+        return self.result
 
-    def cancel(self) -> None:
-        if not self.task.done():
-            self.task.cancel()
+    async def aclose(self) -> None:
+        """Stops the ask (the server stops generating) unless it is done."""
+        await self.events.aclose()
 
 
 def _now_iso() -> str:
@@ -471,58 +465,7 @@ class FrontDoor:
             p = parse(body, self.config.routes)
         except BadRequest as exc:
             return web.json_response({"error": exc.message}, status=exc.status)
-        ex = Exchange(self.asker, p.ask_request(f"api:{request.path}"), p.model)
-
-        def piece(text: str, done: bool = False) -> dict[str, Any]:
-            out: dict[str, Any] = {"model": ex.model, "created_at": _now_iso()}
-            if chat:
-                out["message"] = {"role": "assistant", "content": text}
-            else:
-                out["response"] = text
-            out["done"] = done
-            return out
-
-        def final(res: AskResult, text: str) -> dict[str, Any]:
-            out = piece(text, True)
-            out["model"] = res.model
-            out.update({"done_reason": "stop", "total_duration": int(res.duration * 1e9),
-                        "load_duration": 0,
-                        "prompt_eval_count": res.prompt_tokens,
-                        "eval_count": res.completion_tokens,
-                        "eval_duration": int(max(0.0, res.duration - res.ttft) * 1e9)})
-            if not chat:
-                out["context"] = []
-            return out
-
-        try:
-            if not p.stream:
-                res = await ex.result()
-                return web.json_response(final(res, res.answer))
-            resp: web.StreamResponse | None = None
-            async for text in ex.pieces():
-                if resp is None:  # headers only once there is something to say
-                    resp = await _start_stream(request, "application/x-ndjson")
-                await resp.write(_ndjson(piece(text)))
-            try:
-                res = await ex.result()
-            except LabrouterError as exc:
-                if resp is None:
-                    raise
-                await resp.write(_ndjson({"error": _message(exc)}))
-                await resp.write_eof()
-                return resp
-            if resp is None:
-                resp = await _start_stream(request, "application/x-ndjson")
-            await resp.write(_ndjson(final(res, "")))
-            await resp.write_eof()
-            return resp
-        except LabrouterError as exc:
-            status, _code = _status(exc, p)
-            return web.json_response({"error": _message(exc)}, status=status)
-        except ConnectionResetError:
-            return _gone(request)
-        finally:
-            ex.cancel()
+        return await self._serve(request, p, OllamaDialect(chat))
 
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._json(request)
@@ -534,62 +477,174 @@ class FrontDoor:
         except BadRequest as exc:
             return _openai_error(exc.status, exc.message,
                                  "model_not_found" if exc.status == 404 else None)
+        return await self._serve(request, p,
+                                 OpenAIDialect(bool(p.extra.get("include_usage"))))
+
+    async def _serve(self, request: web.Request, p: Parsed,
+                     dialect: Dialect) -> web.StreamResponse:
+        """The one streaming path: ask, and write the answer in the client's dialect."""
         ex = Exchange(self.asker, p.ask_request(f"api:{request.path}"), p.model)
-        cid = "chatcmpl-" + uuid.uuid4().hex[:24]
-        created = int(time.time())
-
-        def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-            return {"id": cid, "object": "chat.completion.chunk", "created": created,
-                    "model": ex.model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-
-        def usage(res: AskResult) -> dict[str, int]:
-            return {"prompt_tokens": res.prompt_tokens,
-                    "completion_tokens": res.completion_tokens,
-                    "total_tokens": res.prompt_tokens + res.completion_tokens}
-
         try:
             if not p.stream:
-                res = await ex.result()
-                return web.json_response({
-                    "id": cid, "object": "chat.completion", "created": created,
-                    "model": res.model,
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": res.answer}}],
-                    "usage": usage(res)})
+                return dialect.whole(await ex.collect())
             resp: web.StreamResponse | None = None
-            async for text in ex.pieces():
-                if resp is None:
-                    resp = await _start_stream(request, "text/event-stream")
-                    await resp.write(_sse(chunk({"role": "assistant", "content": ""}, None)))
-                await resp.write(_sse(chunk({"content": text}, None)))
             try:
-                res = await ex.result()
+                async for text in ex.pieces():
+                    if resp is None:  # headers only once there is something to say
+                        resp = await self._open(request, dialect, ex.model)
+                    await resp.write(dialect.piece(ex.model, text))
             except LabrouterError as exc:
                 if resp is None:
                     raise
-                await resp.write(_sse({"error": {"message": _message(exc),
-                                                 "type": "server_error", "code": None}}))
+                await resp.write(dialect.stream_error(_message(exc)))
                 await resp.write_eof()
                 return resp
+            assert ex.result is not None
             if resp is None:
-                resp = await _start_stream(request, "text/event-stream")
-                await resp.write(_sse(chunk({"role": "assistant", "content": ""}, None)))
-            await resp.write(_sse(chunk({}, "stop")))
-            if p.extra.get("include_usage"):
-                await resp.write(_sse({"id": cid, "object": "chat.completion.chunk",
-                                       "created": created, "model": res.model, "choices": [],
-                                       "usage": usage(res)}))
-            await resp.write(b"data: [DONE]\n\n")
+                resp = await self._open(request, dialect, ex.model)
+            await resp.write(dialect.last(ex.result))
             await resp.write_eof()
             return resp
         except LabrouterError as exc:
             status, code = _status(exc, p)
-            return _openai_error(status, _message(exc), code)
+            return dialect.error(status, _message(exc), code)
         except ConnectionResetError:
             return _gone(request)
         finally:
-            ex.cancel()
+            await ex.aclose()
+
+    @staticmethod
+    async def _open(request: web.Request, dialect: Dialect, model: str) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": dialect.content_type,
+                                           "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        await resp.write(dialect.first(model))
+        return resp
+
+
+# ------------------------------------------------------------------ dialects
+
+
+class Dialect(Protocol):
+    """How one API writes an answer; the streaming itself is ``FrontDoor._serve``'s."""
+
+    content_type: str  # of a streamed answer
+
+    def first(self, model: str) -> bytes: ...  # before the first piece ("" for none)
+
+    def piece(self, model: str, text: str) -> bytes: ...
+
+    def last(self, res: AskResult) -> bytes: ...  # the end of a streamed answer
+
+    def stream_error(self, message: str) -> bytes: ...  # a failure after text was sent
+
+    def whole(self, res: AskResult) -> web.Response: ...  # a non-streamed answer
+
+    def error(self, status: int, message: str, code: str | None) -> web.Response: ...
+
+
+class OllamaDialect:
+    """Ollama's /api/chat (``chat``) and /api/generate: NDJSON lines."""
+
+    content_type = "application/x-ndjson"
+
+    def __init__(self, chat: bool) -> None:
+        self.chat = chat
+
+    def _line(self, model: str, text: str, done: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": model, "created_at": _now_iso()}
+        if self.chat:
+            out["message"] = {"role": "assistant", "content": text}
+        else:
+            out["response"] = text
+        out["done"] = done
+        return out
+
+    def _final(self, res: AskResult, text: str) -> dict[str, Any]:
+        out = self._line(res.model, text, True)
+        out.update({"done_reason": res.finish_reason,
+                    "total_duration": int(res.duration * 1e9), "load_duration": 0,
+                    "prompt_eval_count": res.prompt_tokens,
+                    "eval_count": res.completion_tokens,
+                    "eval_duration": int(max(0.0, res.duration - res.ttft) * 1e9)})
+        if not self.chat:
+            out["context"] = []
+        return out
+
+    def first(self, model: str) -> bytes:
+        return b""
+
+    def piece(self, model: str, text: str) -> bytes:
+        return _ndjson(self._line(model, text, False))
+
+    def last(self, res: AskResult) -> bytes:
+        return _ndjson(self._final(res, ""))
+
+    def stream_error(self, message: str) -> bytes:
+        return _ndjson({"error": message})
+
+    def whole(self, res: AskResult) -> web.Response:
+        return web.json_response(self._final(res, res.answer))
+
+    def error(self, status: int, message: str, code: str | None) -> web.Response:
+        return web.json_response({"error": message}, status=status)
+
+
+#: the finish reasons OpenAI's API defines; any other reason a server gave is "stop"
+OPENAI_FINISH = frozenset({"stop", "length", "content_filter", "tool_calls", "function_call"})
+
+
+class OpenAIDialect:
+    """OpenAI's /v1/chat/completions: server-sent events."""
+
+    content_type = "text/event-stream"
+
+    def __init__(self, include_usage: bool) -> None:
+        self.include_usage = include_usage
+        self.cid = "chatcmpl-" + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+
+    def _chunk(self, model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {"id": self.cid, "object": "chat.completion.chunk", "created": self.created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    @staticmethod
+    def _usage(res: AskResult) -> dict[str, int]:
+        return {"prompt_tokens": res.prompt_tokens, "completion_tokens": res.completion_tokens,
+                "total_tokens": res.prompt_tokens + res.completion_tokens}
+
+    @staticmethod
+    def finish(res: AskResult) -> str:
+        return res.finish_reason if res.finish_reason in OPENAI_FINISH else "stop"
+
+    def first(self, model: str) -> bytes:
+        return _sse(self._chunk(model, {"role": "assistant", "content": ""}, None))
+
+    def piece(self, model: str, text: str) -> bytes:
+        return _sse(self._chunk(model, {"content": text}, None))
+
+    def last(self, res: AskResult) -> bytes:
+        out = _sse(self._chunk(res.model, {}, self.finish(res)))
+        if self.include_usage:
+            out += _sse({"id": self.cid, "object": "chat.completion.chunk",
+                         "created": self.created, "model": res.model, "choices": [],
+                         "usage": self._usage(res)})
+        return out + b"data: [DONE]\n\n"
+
+    def stream_error(self, message: str) -> bytes:
+        return _sse({"error": {"message": message, "type": "server_error", "code": None}})
+
+    def whole(self, res: AskResult) -> web.Response:
+        return web.json_response({
+            "id": self.cid, "object": "chat.completion", "created": self.created,
+            "model": res.model,
+            "choices": [{"index": 0, "finish_reason": self.finish(res),
+                         "message": {"role": "assistant", "content": res.answer}}],
+            "usage": self._usage(res)})
+
+    def error(self, status: int, message: str, code: str | None) -> web.Response:
+        return _openai_error(status, message, code)
 
 
 def _gone(request: web.Request) -> web.Response:
@@ -619,13 +674,6 @@ def _openai_error(status: int, message: str, code: str | None) -> web.Response:
     kind = "invalid_request_error" if status < 500 else "server_error"
     return web.json_response({"error": {"message": message, "type": kind, "param": None,
                                         "code": code}}, status=status)
-
-
-async def _start_stream(request: web.Request, content_type: str) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={"Content-Type": content_type,
-                                       "Cache-Control": "no-cache"})
-    await resp.prepare(request)
-    return resp
 
 
 def _ndjson(obj: Any) -> bytes:

@@ -6,11 +6,16 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..app.settings import Context
 from ..core.errors import UsageError
+
+if TYPE_CHECKING:
+    from ..ask import AskEvent, AskResult, Attempt, FellOver, Started
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -171,25 +176,11 @@ async def _ask_async(args: argparse.Namespace, ctx: Context, text: str, image: b
     asker = Asker(ctx.config, lambda: peers, speeds=speeds, usage_log=log, connector=connector,
                   on_server_failed=lambda cand, exc: _report_failure(ctx, cand))
     _seed_history(asker, log)
-    streaming = not args.json
-
-    def on_start(cand: Any) -> None:
-        print(f"[{cand.route}] {cand.model} on {cand.peer.name}", file=sys.stderr, flush=True)
-
-    def on_text(t: str) -> None:
-        if streaming:
-            sys.stdout.write(t)
-            sys.stdout.flush()
-
-    def on_event(kind: str, detail: str) -> None:
-        print(f"labrouter: {detail}", file=sys.stderr, flush=True)
-        if kind in ("restart", "escalate") and streaming:
-            sys.stdout.write("\n")
-
+    printer = AnswerPrinter(streaming=not args.json)
     req = AskRequest(prompt=text, image=image, route=args.route, model=args.model,
                      node=args.node, bare=bare, source="selection" if bare else "cli")
     try:
-        result = await asker.ask(req, on_start=on_start, on_text=on_text, on_event=on_event)
+        result = await printer.show(asker.stream(req))
     except (NoCandidate, AllFailed) as exc:
         attempts = exc.attempts if isinstance(exc, AllFailed) else []
         print(f"labrouter: {exc.message}", file=sys.stderr)
@@ -214,10 +205,66 @@ async def _ask_async(args: argparse.Namespace, ctx: Context, text: str, image: b
         sys.stdout.flush()
         if result.image_dropped:
             print("labrouter: no vision model was up; the image was left out", file=sys.stderr)
-        print(f"[{result.route}] {result.model} on {result.node}: {result.completion_tokens} "
+        print(f"[{route_label(result.classified_route, result.route)}] {result.model} on "
+              f"{result.node}: {result.completion_tokens} "
               f"tokens, first token {result.ttft * 1000:.0f} ms, total "
               f"{result.duration:.2f} s", file=sys.stderr)
     return 0
+
+
+def route_label(asked: str, served: str) -> str:
+    """``code -> quick`` when the request's route had no model up and another served."""
+    return served if not asked or asked == served else f"{asked} -> {served}"
+
+
+class AnswerPrinter:
+    """Shows an answer's events on a terminal: the candidate on stderr as it starts, the
+    text on stdout as it comes, a note on stderr when a candidate is dropped."""
+
+    def __init__(self, streaming: bool) -> None:
+        self.streaming = streaming
+        self._dropped: Attempt | None = None  # said when the next candidate starts
+
+    async def show(self, events: AsyncIterator[AskEvent]) -> AskResult:
+        from ..ask import Done, FellOver, Started, Text
+
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, Started):
+                    self._started(event)
+                elif isinstance(event, Text):
+                    if self.streaming:
+                        sys.stdout.write(event.text)
+                        sys.stdout.flush()
+                elif isinstance(event, FellOver):
+                    self._fell_over(event)
+                elif isinstance(event, Done):
+                    return event.result
+        raise RuntimeError("the answer stream ended without a result")  # a bug
+
+    def _started(self, event: Started) -> None:
+        cand = event.candidate
+        gone, self._dropped = self._dropped, None
+        if gone is not None and gone.weak:
+            self._say(f"the answer of {gone.label} looked weak; asking {cand.label}")
+        elif gone is not None:
+            self._say(f"{gone.reason}; asking {cand.label} instead")
+        print(f"[{route_label(event.route, cand.route)}] {cand.model} on {cand.peer.name}",
+              file=sys.stderr, flush=True)
+
+    def _fell_over(self, event: FellOver) -> None:
+        a = event.attempt
+        if event.partial and self.streaming:
+            sys.stdout.write("\n")  # the dropped text stays on screen; the new one below it
+        if a.mid_stream:
+            self._say(f"{a.label} stopped mid-answer ({a.error}); asking the next candidate "
+                      "from the start")
+        else:
+            self._dropped = a
+
+    @staticmethod
+    def _say(text: str) -> None:
+        print(f"labrouter: {text}", file=sys.stderr, flush=True)
 
 
 def _seed_history(asker: Any, log: Any) -> None:
