@@ -33,6 +33,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
     echo "all desktop test packages already installed"
 fi
-# pynput builds evdev from source on Linux when no wheel fits: gcc and the Python headers
-command -v gcc >/dev/null || echo "note: gcc is missing; \`pip install pynput\` may need it (evdev)"
 python3 -c "import tkinter" 2>/dev/null || echo "note: this python has no tkinter"

@@ -120,6 +120,12 @@ else
     $PIP install --quiet --upgrade "$BUILD_SRC" || die "pip install $FROM failed"
     $PIP install --quiet --force-reinstall --no-deps "$BUILD_SRC" || die "pip install $FROM failed"
 fi
+# On Linux labrouter uses only pynput's X11 backend (python-xlib, a labrouter dependency
+# there); pynput's metadata also asks for evdev, which has no wheel and needs a C compiler,
+# so pynput comes without its dependencies (see pyproject.toml).
+if [ "$OS" = Linux ]; then
+    $PIP install --quiet --no-deps 'pynput>=1.7,<2' || die "pip install pynput failed"
+fi
 LR="$VENV/bin/labrouter"
 [ -x "$LR" ] || die "the install did not create $LR"
 say "installed $("$LR" --version)"

@@ -1,13 +1,15 @@
 """installers/install.sh and uninstall.sh, end to end, in a throwaway HOME (headless).
 
-Installs from this checkout into a fresh venv (pip's cache is shared, so it takes seconds,
-not minutes), checks the launcher, the cluster key, start at login and that `labrouter
-status` answers; re-runs the installer (an upgrade in place); uninstalls, then purges, and
-checks that nothing is left in HOME and no daemon is left running.
+Installs from this checkout into a fresh venv the way a stock machine would: no C compiler
+(``CC=/bin/false``, a PATH without gcc/cc/clang), no PyGObject, and none of pip's locally
+built wheels (pip's download cache is shared, its wheel cache is not, so a dependency that
+only installs by compiling fails here as it would on a fresh machine). Checks the launcher,
+the cluster key, start at login and that `labrouter status` answers; re-runs the installer
+(an upgrade in place); uninstalls, then purges, and checks that nothing is left in HOME and
+no daemon is left running.
 
 The daemon started by the installer is configured to stay on 127.0.0.1 with broadcast off
-and free ports, so the test sends nothing to the network. Select it with ``-k installer``
-(the ``installer`` marker is to be registered in pyproject.toml).
+and free ports, so the test sends nothing to the network. Select it with ``-m installer``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,35 @@ def _pip_cache() -> str:
     return cp.stdout.strip() if cp.returncode == 0 else ""
 
 
+COMPILERS = re.compile(r"^(cc|c\+\+|c89|c99|gcc|g\+\+|cpp|clang|clang\+\+|tcc|icc)(-[0-9.]+)?$"
+                       r"|-(gcc|g\+\+|cc|c\+\+|cpp)(-[0-9.]+)?$")
+
+
+def _path_without_compilers(farm: Path, path: str) -> str:
+    """A PATH with every program of ``path`` except C/C++ compilers (symlinks in ``farm``)."""
+    farm.mkdir()
+    for d in path.split(os.pathsep):
+        if not d or not os.path.isdir(d):
+            continue
+        for entry in os.scandir(d):
+            if COMPILERS.search(entry.name) or (farm / entry.name).exists():
+                continue
+            if os.access(entry.path, os.X_OK) and not entry.is_dir():
+                (farm / entry.name).symlink_to(entry.path)
+    return str(farm)
+
+
+def _pip_cache_without_built_wheels(cache: Path) -> str:
+    """A pip cache sharing the real one's downloads but not the wheels pip built locally."""
+    cache.mkdir()
+    real = _pip_cache()
+    if real:
+        for name in ("http", "http-v2"):
+            if (Path(real) / name).is_dir():
+                (cache / name).symlink_to(Path(real) / name)
+    return str(cache)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -84,9 +115,16 @@ def test_install_upgrade_uninstall(tmp_path: Path) -> None:
            if not k.startswith(("XDG_", "LABROUTER_")) and k not in ("DISPLAY",
                                                                    "WAYLAND_DISPLAY")}
     real_home = Path(os.environ.get("HOME", "~")).expanduser()
-    env.update(HOME=str(home), PATH=f"{home / '.local/bin'}:{env.get('PATH', '')}")
-    if cache := _pip_cache():
-        env["PIP_CACHE_DIR"] = cache
+    # a stock machine: no C compiler, no PyGObject, no wheel that pip built here before
+    no_cc = _path_without_compilers(tmp_path / "bin", env.get("PATH", os.defpath))
+    env.update(HOME=str(home), PATH=f"{home / '.local/bin'}:{no_cc}", CC="/bin/false",
+               CXX="/bin/false", PIP_CACHE_DIR=_pip_cache_without_built_wheels(
+                   tmp_path / "pip-cache"),
+               # the interpreter itself, not a venv's or a version manager's shim
+               LABROUTER_PYTHON=os.path.realpath(getattr(sys, "_base_executable",
+                                                         sys.executable)))
+    for name in ("cc", "gcc", "clang"):
+        assert shutil.which(name, path=env["PATH"]) is None, f"{name} is still on PATH"
     # toolchains that pip may probe keep their state in the real home, not the throwaway
     for var, d in (("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")):
         if var not in env and (real_home / d).is_dir():
@@ -117,6 +155,11 @@ def test_install_upgrade_uninstall(tmp_path: Path) -> None:
         install_out = cp.stdout
         print(f"\ninstall: {first_install:.1f} s")
         assert (venv / "bin" / "labrouter").exists()
+        probe = ("import importlib.util as u, sys; "
+                 "print(*(m for m in ('pynput', 'Xlib', 'evdev', 'gi') if u.find_spec(m)))")
+        found = sh(venv / "bin" / "python", "-c", probe).stdout.split()
+        # pynput and its X11 backend without evdev (a compiled module) or PyGObject
+        assert found == (["pynput", "Xlib"] if sys.platform == "linux" else ["pynput"]), found
         assert launcher.exists() and os.access(launcher, os.X_OK)
         assert sh(launcher, "config", "validate").returncode == 0
 

@@ -24,7 +24,7 @@ def keyboard_specs(env: Mapping[str, str] | None = None,
         import importlib.util
 
         if importlib.util.find_spec("pynput") is None:
-            return "pynput is not installed"
+            return "pynput is not installed (see labrouter doctor)"
         if sys.platform.startswith("linux"):
             if is_wayland(env):
                 return "Wayland: pynput cannot send keys to other applications"
