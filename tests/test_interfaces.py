@@ -38,7 +38,7 @@ def test_each_os_shape(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_limited_broadcast_when_nothing_or_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(psutil, "net_if_addrs", lambda: {})
+    monkeypatch.setattr(psutil, "net_if_addrs", dict)
     assert interfaces.broadcast_addresses() == ["255.255.255.255"]
 
     def refuse() -> dict[str, list[SimpleNamespace]]:
