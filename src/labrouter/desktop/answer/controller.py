@@ -1,0 +1,492 @@
+"""The daemon side of the answer window (asyncio, on the daemon's loop).
+
+Owns :class:`WindowProcess` (the window's child process and its pipes), :class:`Hooks`
+(what Copy and Replace selection do: the desktop app gives its clipboard and keyboard),
+:class:`AnswerSession` (one window: it feeds ``Asker.stream`` events to the window and
+does what the user asks there: copy, replace, retry on a stronger model, cancel, follow
+up, choose another action), :func:`window_problem` (why no window can be shown here) and
+:func:`stronger_model`.
+
+Cancelling is closing: Esc, the close button, Stop and choosing another action cancel the
+task that iterates ``Asker.stream``, which closes the stream to the server (the server
+sees the connection close and stops generating).
+
+Imports ``ask`` and ``core`` (the request and its events) and the window's protocol; never
+tkinter (that is the child's), never ``app`` or ``autostart``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from ...ask import AskRequest, AskResult, Done, FellOver, Started, Text
+from ...backends.base import ChatMessage
+from ...core.classify import Classification
+from ...core.config import Config
+from ...core.errors import AllFailed, LabrouterError
+from ...core.peers import ModelInfo, Peer
+from ...core.policy import Candidate, model_matches
+from . import protocol as p
+from .actions import ACTIONS, instruction_for, preselect
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 10.0  # seconds for the window to say it is shown (or failed)
+
+
+class WindowUnavailable(LabrouterError):
+    """No answer window can be shown here; the caller falls back to notifications."""
+
+
+def window_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """None when an answer window can probably be shown; else why not (for doctor and the
+    fallback). The child's own start is the final word: it reports ``failed``."""
+    env = os.environ if env is None else env
+    if importlib.util.find_spec("tkinter") is None or importlib.util.find_spec(
+            "_tkinter") is None:
+        return "this Python has no Tk (tkinter); install python3-tk or a Python with Tk"
+    if sys.platform.startswith(("linux", "freebsd", "openbsd")) and not env.get("DISPLAY"):
+        return "no X display (DISPLAY is not set); Tk needs X11 or XWayland"
+    return None
+
+
+class StreamAsker(Protocol):
+    """The part of ``ask.Asker`` the window uses."""
+
+    config: Config
+
+    def classify(self, req: AskRequest) -> Classification: ...
+
+    def stream(self, req: AskRequest) -> AsyncIterator[Any]: ...
+
+
+# ------------------------------------------------------------------ the child process
+
+
+class WindowProcess:
+    """``python -m labrouter.desktop.answer.window`` and its pipes (JSON lines)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.closed = False
+
+    @classmethod
+    async def start(cls, python: str | None = None,
+                    env: Mapping[str, str] | None = None) -> WindowProcess:
+        run_env = dict(os.environ if env is None else env)
+        # the child imports this package from wherever the parent did (a source tree too)
+        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.dirname(os.path.abspath(__file__)))))
+        run_env["PYTHONPATH"] = os.pathsep.join(
+            x for x in (pkg_root, run_env.get("PYTHONPATH", "")) if x)
+        proc = await asyncio.create_subprocess_exec(
+            python or sys.executable, "-m", "labrouter.desktop.answer.window",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=run_env,
+            start_new_session=sys.platform != "win32")
+        return cls(proc)
+
+    async def send(self, msg: p.ToWindow) -> None:
+        if self.closed or self.proc.stdin is None:
+            return
+        try:
+            self.proc.stdin.write(p.encode(msg))
+            await self.proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):
+            self.closed = True
+
+    async def receive(self) -> p.FromWindow | None:
+        """The next message from the window; None when it has gone."""
+        assert self.proc.stdout is not None
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                self.closed = True
+                return None
+            try:
+                msg = p.decode(line)
+            except p.ProtocolError as exc:
+                log.warning("answer window: %s", exc)
+                continue
+            return msg  # type: ignore[return-value]
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Ask the window to close; end it if it does not."""
+        await self.send(p.Close())
+        if self.proc.stdin is not None:
+            with contextlib.suppress(Exception):
+                self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+        self.closed = True
+
+
+# ------------------------------------------------------------------ what the buttons do
+
+
+@dataclass
+class Hooks:
+    """What the desktop does for the window: put the answer on the clipboard, paste it
+    over the selection (clipboard restored after), and learn of each answer (Recent)."""
+
+    copy: Callable[[str], Awaitable[None]]
+    replace: Callable[[str], Awaitable[None]]
+    answered: Callable[[str, AskResult], Awaitable[None] | None] = lambda _q, _r: None
+
+
+def stronger_model(config: Config, peers: Sequence[Peer], current: str, route: str,
+                   image: bool = False) -> str:
+    """The model "Retry" asks: the route's ``escalate_to`` when it is up, else the largest
+    model that is up and larger than ``current`` (the route's own models first); "" when
+    there is none."""
+    up: list[ModelInfo] = []
+    for peer in peers:
+        if not peer.routable:
+            continue
+        for server in peer.servers:
+            if server.up:
+                up += [m for m in server.models if not image or m.vision]
+
+    def size(name: str) -> float:
+        for m in up:
+            if m.name == name and m.params_b:
+                return m.params_b
+        return ModelInfo.guess_params(name)
+
+    now = size(current)
+    target = config.route(route).escalate_to
+    if target and not model_matches(target, current):
+        found = [m.name for m in up if model_matches(target, m.name)]
+        if found:
+            return found[0]
+    wanted = config.route(route).models
+    bigger = [m for m in up if m.name != current and size(m.name) > now > 0]
+    if not bigger:
+        return ""
+    own = [m for m in bigger if any(model_matches(w, m.name) for w in wanted)]
+    pool = own or bigger
+    return max(pool, key=lambda m: size(m.name)).name
+
+
+def failure_text(exc: BaseException) -> str:
+    """What went wrong, in words for the window (no jargon, no repeated names)."""
+    if isinstance(exc, AllFailed):
+        lines = ["None of the models could answer."]
+        seen: set[str] = set()
+        for who, why in exc.attempts:
+            why = why.removeprefix(f"{who}: ")
+            if why not in seen:
+                seen.add(why)
+                lines.append(f"• {who}: {why}")
+        return "\n".join(lines[:6])
+    if isinstance(exc, LabrouterError):
+        return exc.message + (f"\n{exc.hint}" if exc.hint else "")
+    return f"Something went wrong: {type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------ one window
+
+
+@dataclass
+class Turn:
+    question: str  # what the user sees as the question
+    sent: str  # the user message as sent (instruction included)
+    answer: str = ""
+
+
+@dataclass
+class SessionMarks:
+    """Monotonic times of what happened (for the benchmark)."""
+
+    opened: float = 0.0  # the Open message was sent
+    shown: float = 0.0  # the window said it is mapped
+    first_text: float = 0.0  # the first Text of the first answer was sent to the window
+    painted: float = 0.0  # the window said the first text is on screen
+    cancelled: float = 0.0  # the request was cancelled (Esc, Stop, close)
+    closed: float = 0.0
+
+
+@dataclass
+class AnswerSession:
+    """One question in one window, with its follow-ups. ``run`` returns when the window
+    is closed; it raises :class:`WindowUnavailable` when the window could not start."""
+
+    asker: StreamAsker
+    hooks: Hooks
+    peers: Callable[[], Sequence[Peer]] = list
+    python: str | None = None
+    env: Mapping[str, str] | None = None
+    clock: Callable[[], float] = time.monotonic
+    marks: SessionMarks = field(default_factory=SessionMarks)
+    window: WindowProcess | None = None
+    outcome: str = ""  # closed | replaced | cancelled | failed
+    turns: list[Turn] = field(default_factory=list)
+    candidate: Candidate | None = None
+    stronger: str = ""
+    _task: asyncio.Task[None] | None = None
+    _base: AskRequest | None = None
+    _action: str = ""
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def answer(self) -> str:
+        return self.turns[-1].answer if self.turns else ""
+
+    async def run(self, req: AskRequest, window: WindowProcess | None = None) -> str:
+        """Show the window, ask, and serve the window until it closes; the outcome."""
+        self._base = req
+        c = self.asker.classify(req)
+        actions: tuple[p.ActionChoice, ...] = ()
+        if req.bare:
+            self._action = preselect(req.prompt, c)
+            actions = tuple(p.ActionChoice(a.id, a.label) for a in ACTIONS)
+        self.window = window or await WindowProcess.start(self.python, self.env)
+        self.marks.opened = self.clock()
+        await self.window.send(p.Open("Choosing a model…", req.prompt, actions, self._action))
+        self._ask(self._first_request())
+        try:
+            await self._serve()
+        finally:
+            await self._stop_request("closed")
+            await self.window.close()
+            self.marks.closed = self.clock()
+        return self.outcome
+
+    # ------------------------------------------------------------ requests
+
+    def _first_request(self) -> AskRequest:
+        assert self._base is not None
+        req = self._base
+        if self._action:
+            req = replace(req, instruction=instruction_for(self._action), bare=False)
+        sent = f"{req.instruction}\n\n{req.prompt}" if req.instruction else req.prompt
+        self.turns = [Turn(req.prompt, sent)]
+        return req
+
+    def _ask(self, req: AskRequest) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._stream(req))
+
+    async def _stream(self, req: AskRequest) -> None:
+        turn = self.turns[-1]
+        stale = False  # a candidate fell over: its text goes when the next one starts
+        result: AskResult | None = None
+        assert self.window is not None
+        w = self.window
+        try:
+            async with aclosing(self.asker.stream(req)) as events:
+                async for ev in events:
+                    if isinstance(ev, Started):
+                        cand = ev.candidate
+                        self.candidate = cand
+                        if stale:
+                            turn.answer = ""
+                            await w.send(p.Reset())
+                            stale = False
+                        await w.send(p.Status(f"Asking {cand.model} on {cand.peer.name} "
+                                              f"({cand.route})…"))
+                    elif isinstance(ev, Text):
+                        if stale:
+                            turn.answer = ""
+                            await w.send(p.Reset())
+                            stale = False
+                        turn.answer += ev.text
+                        await w.send(p.Text(ev.text))
+                        if not self.marks.first_text:
+                            self.marks.first_text = self.clock()
+                    elif isinstance(ev, FellOver):
+                        stale = True
+                        a = ev.attempt
+                        why = "gave a weak answer" if getattr(a, "weak", False) else (
+                            "stopped mid-answer" if a.mid_stream else "could not answer")
+                        await w.send(p.Status(f"{a.model} on {a.node} {why}; trying "
+                                              "another…"))
+                    elif isinstance(ev, Done):
+                        result = ev.result
+        except asyncio.CancelledError:
+            self.marks.cancelled = self.clock()
+            await w.send(p.Done(self._label("Cancelled"), "Cancelled.", self._stronger()))
+            raise
+        except Exception as exc:  # every failure is shown in the window, never a traceback
+            if not isinstance(exc, LabrouterError):
+                log.error("answer window: the request failed", exc_info=True)
+            await w.send(p.Error(failure_text(exc), self._stronger()))
+            return
+        if result is None:
+            return
+        if result.answer != turn.answer:  # a weak answer kept after a failed escalation
+            turn.answer = result.answer
+            await w.send(p.Reset())
+            await w.send(p.Text(result.answer))
+        await w.send(p.Done(self._done_label(result), self._note(result), self._stronger()))
+        try:
+            maybe = self.hooks.answered(turn.question, result)
+            if maybe is not None:
+                await maybe
+        except Exception:  # noqa: BLE001 - Recent answers are a convenience
+            log.warning("answer window: recording the answer failed", exc_info=True)
+
+    def _label(self, state: str) -> str:
+        c = self.candidate
+        return f"{state}: {c.model} on {c.peer.name}" if c else state
+
+    @staticmethod
+    def _done_label(r: AskResult) -> str:
+        return f"{r.model} on {r.node} · {r.route} · {r.duration:.1f} s"
+
+    @staticmethod
+    def _note(r: AskResult) -> str:
+        reason = getattr(r, "finish_reason", "stop")
+        notes = []
+        if reason == "length":
+            limit = getattr(r, "completion_tokens", 0)
+            notes.append(f"Cut off at the length limit ({limit} tokens)." if limit else
+                         "Cut off at the length limit.")
+        if r.escalated:
+            notes.append("The first answer looked weak; this one is from a larger model.")
+        elif r.restarted:
+            notes.append("The first model stopped mid-answer; this answer is from another.")
+        if r.image_dropped:
+            notes.append("The image was left out: this model cannot see images.")
+        return " ".join(notes)
+
+    def _stronger(self) -> str:
+        c = self.candidate
+        if c is None:
+            return ""
+        try:
+            self.stronger = stronger_model(self.asker.config, self.peers(), c.model, c.route,
+                                           image=self._base is not None
+                                           and self._base.image is not None)
+        except Exception:  # noqa: BLE001 - no Retry button is better than no window
+            log.warning("answer window: finding a stronger model failed", exc_info=True)
+            self.stronger = ""
+        return self.stronger
+
+    async def _stop_request(self, why: str) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            log.debug("answer window: request cancelled (%s)", why)
+
+    # ------------------------------------------------------------ the window's wishes
+
+    async def _serve(self) -> None:
+        assert self.window is not None
+        deadline = self.clock() + START_TIMEOUT
+        while True:
+            if not self.marks.shown:
+                left = deadline - self.clock()
+                try:
+                    msg = await asyncio.wait_for(self.window.receive(), max(0.01, left))
+                except TimeoutError:
+                    msg = p.Failed("the window did not appear")
+            else:
+                msg = await self.window.receive()
+            if msg is None:
+                if not self.marks.shown:
+                    msg = p.Failed("the window process ended before it was shown")
+                else:
+                    self.outcome = self.outcome or "closed"
+                    return
+            if not await self._handle(msg):
+                return
+
+    async def _handle(self, msg: p.FromWindow) -> bool:
+        """Do what the window asks; False when the session is over."""
+        if isinstance(msg, p.Failed):
+            self.outcome = "failed"
+            await self._stop_request("window failed")
+            raise WindowUnavailable(msg.text)
+        if isinstance(msg, p.Shown):
+            self.marks.shown = self.clock()
+        elif isinstance(msg, p.Painted):
+            if not self.marks.painted:
+                self.marks.painted = self.clock()
+        elif isinstance(msg, p.CopyAnswer):
+            if self.answer:
+                await self.hooks.copy(self.answer)
+        elif isinstance(msg, p.ReplaceSelection):
+            if self.answer and not self.busy:
+                await self.hooks.replace(self.answer)
+                self.outcome = "replaced"
+                return False
+        elif isinstance(msg, p.Cancel):
+            await self._stop_request("stop")
+        elif isinstance(msg, p.Closed):
+            self.outcome = "cancelled" if self.busy else "closed"
+            if self.busy:
+                self.marks.cancelled = self.clock()
+            await self._stop_request(msg.reason)
+            return False
+        elif isinstance(msg, p.Retry):
+            await self._retry()
+        elif isinstance(msg, p.Action):
+            await self._choose(msg.id)
+        elif isinstance(msg, p.FollowUp):
+            await self._follow_up(msg.text)
+        return True
+
+    async def _retry(self) -> None:
+        if self.busy or not self.stronger or self._base is None:
+            return
+        assert self.window is not None
+        turn = self.turns[-1]
+        history = self._history(upto=len(self.turns) - 1)
+        req = replace(self._base, prompt=turn.sent, instruction=None, bare=False,
+                      messages=history, model=self.stronger, node=None, route=None)
+        turn.answer = ""
+        await self.window.send(p.Reset())
+        await self.window.send(p.Status(f"Asking {self.stronger}…"))
+        self._ask(req)
+
+    async def _choose(self, action_id: str) -> None:
+        if action_id not in {a.id for a in ACTIONS} or self._base is None:
+            return
+        await self._stop_request("another action")
+        assert self.window is not None
+        self._action = action_id
+        await self.window.send(p.Reset(everything=True))
+        await self.window.send(p.Status("Choosing a model…"))
+        self._ask(self._first_request())
+
+    async def _follow_up(self, text: str) -> None:
+        if self.busy or not text.strip() or self._base is None:
+            return
+        assert self.window is not None
+        c = self.candidate
+        history = self._history(upto=len(self.turns))
+        self.turns.append(Turn(text, text))
+        # the same model on the same machine: it has the conversation's context warm
+        req = AskRequest(prompt=text, messages=history, source=self._base.source,
+                         options=self._base.options,
+                         model=c.model if c else None, node=c.peer.node_id if c else None,
+                         route=c.route if c else None)
+        await self.window.send(p.Turn(text))
+        await self.window.send(p.Status(f"Asking {c.model} on {c.peer.name} ({c.route})…"
+                                        if c else "Choosing a model…"))
+        self._ask(req)
+
+    def _history(self, upto: int) -> tuple[ChatMessage, ...]:
+        out: list[ChatMessage] = list(self._base.messages) if self._base else []
+        for t in self.turns[:upto]:
+            if t.answer:
+                out += [ChatMessage("user", t.sent), ChatMessage("assistant", t.answer)]
+        return tuple(out)
