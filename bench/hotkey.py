@@ -103,10 +103,139 @@ def bench(path: str, presses: int, session: DesktopSession, url: str) -> dict[st
     return out
 
 
+# ------------------------------------------------------------------ the answer window
+
+
+def bench_window(presses: int, session: DesktopSession, warm: bool) -> dict[str, list[float]]:
+    """Press -> answer window visible, press -> first token painted in it, and Esc -> the
+    request ended at the server, over ``presses`` presses of the real hotkey (pynput),
+    with the selection captured from PRIMARY as the app does. ``warm``: the window
+    process comes from a WindowPool (started before the press), else it starts per press.
+    """
+    import asyncio
+
+    from labrouter.ask import AskRequest
+    from labrouter.desktop.answer.controller import AnswerSession, Hooks, WindowPool
+    from labrouter.desktop.hotkey import PynputHotkey, default_hotkey, xdotool_chord
+    from labrouter.desktop.selection import PynputKeyboard, SelectionCapture, XclipClipboard
+    from tests.answer_window_env import CODE_ANSWER, WatchedOllama, make_asker
+
+    models = ("qwen3:4b", "qwen2.5-coder:7b", "qwen3-coder:30b")
+    combo = default_hotkey()
+    chord = xdotool_chord(combo).split("+")
+    out: dict[str, list[float]] = {k: [] for k in ("press_to_window", "press_to_first_token",
+                                                   "esc_to_server_cancel")}
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        fired: asyncio.Queue[float] = asyncio.Queue()
+        hk = PynputHotkey(combo, debounce=0.0)
+        kb = PynputKeyboard(hk.modifiers_down)
+        capture = SelectionCapture(XclipClipboard(), kb, use_primary=True)
+
+        async def nothing(_t: str) -> None:
+            return None
+
+        # a slow answer (40 tokens/s, 150 ms to the first): still streaming at the Esc
+        async with WatchedOllama(models=list(models), answer=CODE_ANSWER * 4,
+                                 tokens_per_s=40, ttft=0.15) as srv:
+            asker, peers = make_asker(srv.url, models)
+            pool = WindowPool(env=session.env, delay=0.3) if warm else None
+            if pool is not None:
+                await pool.prepare()
+            hk.start(lambda: loop.call_soon_threadsafe(fired.put_nowait, time.perf_counter()))
+            try:
+                for i in range(presses):
+                    if pool is not None:  # the spare is started 0.3 s after a take and
+                        await asyncio.sleep(1.2)  # needs ~0.6 s; people read in between
+                    session.xdotool("mousemove", "300", "200")
+                    session.xdotool("keydown", *chord[:-1])
+                    t_press = time.perf_counter()
+                    session.xdotool("key", chord[-1])
+                    session.xdotool("keyup", *reversed(chord[:-1]))
+                    t_fired = await asyncio.wait_for(fired.get(), 5)
+                    cap = await asyncio.to_thread(capture.capture)
+                    t_cap = time.perf_counter()
+                    req = AskRequest(prompt=cap.text, bare=True, source="hotkey")
+                    s = AnswerSession(asker, Hooks(nothing, nothing), peers=lambda: peers,
+                                      env=session.env, clock=time.perf_counter)
+                    window = await pool.take() if pool is not None else None
+                    task = loop.create_task(s.run(req, window=window))
+                    while not s.marks.painted:
+                        await asyncio.sleep(0.002)
+                        if task.done():
+                            task.result()
+                    out["press_to_window"].append(s.marks.shown - t_press)
+                    if os.environ.get("BENCH_DEBUG"):
+                        print(f"fired {1e3 * (t_fired - t_press):.0f} captured "
+                              f"{1e3 * (t_cap - t_press):.0f} opened "
+                              f"{1e3 * (s.marks.opened - t_press):.0f} shown "
+                              f"{1e3 * (s.marks.shown - t_press):.0f} first text "
+                              f"{1e3 * (s.marks.first_text - t_press):.0f} painted "
+                              f"{1e3 * (s.marks.painted - t_press):.0f}")
+                    out["press_to_first_token"].append(s.marks.painted - t_press)
+                    c = await s.query()
+                    x, y = c.controls["text"]
+                    session.xdotool("mousemove", str(x), str(y), "click", "1")
+                    await asyncio.sleep(0.15)
+                    gone = len(srv.hung_up)
+                    t_esc = time.monotonic()
+                    session.xdotool("key", "Escape")
+                    at = await srv.wait_hung_up(gone + 1, timeout=10)
+                    out["esc_to_server_cancel"].append(at - t_esc)
+                    assert await asyncio.wait_for(task, 10) == "cancelled", i
+                    await asyncio.sleep(0.2)
+            finally:
+                hk.stop()
+                kb.close()
+                if pool is not None:
+                    await pool.close()
+
+    asyncio.run(run())
+    return out
+
+
+def window_main(presses: int) -> int:
+    """``python bench/hotkey.py --window``: the answer window's figures under openbox."""
+    from tests.answer_window_env import SELECTED, Target, answer_skip_reason, start_openbox
+
+    reason = answer_skip_reason()
+    if reason:
+        print(f"cannot run: {reason}")
+        return 2
+    session = DesktopSession().start()
+    try:
+        os.environ.update({k: session.env[k] for k in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS")})
+        start_openbox(session)
+        session.xdotool("mousemove", "300", "200")
+        target = Target(session, SELECTED)
+        print(f"{presses} presses of {default_chord()} into an editor with selected code, "
+              "under openbox; times in ms (median / max)")
+        for warm in (False, True):
+            res = bench_window(presses, session, warm)
+            line = "  ".join(f"{k} {statistics.median(v) * 1000:6.1f} / {max(v) * 1000:6.1f}"
+                             for k, v in res.items())
+            print(f"{'warm' if warm else 'cold':5} {line}")
+        target.close()
+        time.sleep(0.5)
+    finally:
+        session.stop()
+    return 0
+
+
+def default_chord() -> str:
+    from labrouter.desktop.hotkey import default_hotkey
+
+    return default_hotkey()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--presses", type=int, default=20)
+    p.add_argument("--window", action="store_true", help="the answer window's figures")
     args = p.parse_args()
+    if args.window:
+        return window_main(args.presses)
     reason = skip_reason()
     if reason:
         print(f"cannot run: {reason}")

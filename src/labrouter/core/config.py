@@ -102,6 +102,9 @@ class HotkeyConfig:
 class DesktopConfig:
     copy_answer: str = "when-shortened"  # never | when-shortened | always
     busy: str = "queue"  # a press while a request runs: queue | cancel
+    # how an answer is shown: a window that streams it (notifications where no window can
+    # be shown) | notifications only
+    answer: str = "window"
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("servers", "kind"): ("ollama", "openai"),
     ("desktop", "copy_answer"): ("never", "when-shortened", "always"),
     ("desktop", "busy"): ("queue", "cancel"),
+    ("desktop", "answer"): ("window", "notification"),
 }
 _POSITIVE = {("cluster", "interval"), ("timeouts", "connect"), ("timeouts", "first_token"),
              ("timeouts", "gap"), ("timeouts", "total"), ("usage", "retention_days"),

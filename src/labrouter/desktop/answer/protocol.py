@@ -14,7 +14,7 @@ from the daemon (``ask``, ``app``).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 # ------------------------------------------------------------------ parent -> window
@@ -94,6 +94,13 @@ class Error:
 
 
 @dataclass(frozen=True)
+class Query:
+    """Ask the window what it shows (tests and the benchmark read it back)."""
+
+    type: ClassVar[str] = "query"
+
+
+@dataclass(frozen=True)
 class Close:
     """Close the window (the parent is done with it)."""
 
@@ -169,6 +176,18 @@ class Closed:
 
 
 @dataclass(frozen=True)
+class Contents:
+    """The answer to Query: the text shown, the header, whether the window has the
+    keyboard, and where its controls are (screen coordinates of their centres)."""
+
+    type: ClassVar[str] = "contents"
+    text: str = ""
+    status: str = ""
+    focused: bool = False
+    controls: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Failed:
     """The window could not start (no display, Tk broken); the parent falls back."""
 
@@ -176,15 +195,15 @@ class Failed:
     text: str
 
 
-ToWindow = Open | Status | Reset | Text | Turn | Done | Error | Close
+ToWindow = Open | Status | Reset | Text | Turn | Done | Error | Query | Close
 FromWindow = (Shown | Painted | CopyAnswer | ReplaceSelection | Retry | Cancel | FollowUp
-              | Action | Closed | Failed)
+              | Action | Closed | Contents | Failed)
 Message = ToWindow | FromWindow
 
 _TYPES: dict[str, type[Any]] = {
-    cls.type: cls for cls in (Open, Status, Reset, Text, Turn, Done, Error, Close, Shown,
-                              Painted, CopyAnswer, ReplaceSelection, Retry, Cancel, FollowUp,
-                              Action, Closed, Failed)}
+    cls.type: cls for cls in (Open, Status, Reset, Text, Turn, Done, Error, Query, Close,
+                              Shown, Painted, CopyAnswer, ReplaceSelection, Retry, Cancel,
+                              FollowUp, Action, Closed, Contents, Failed)}
 
 
 class ProtocolError(ValueError):
@@ -218,6 +237,11 @@ def decode(line: bytes | str) -> Message:
                     and isinstance(a.get("label"), str) for a in value):
                 raise ProtocolError("actions must be a list of {id, label}")
             value = tuple(ActionChoice(a["id"], a["label"]) for a in value)
+        elif f.name == "controls":
+            if not isinstance(value, dict) or not all(
+                    isinstance(v, list) and len(v) == 2 and all(isinstance(n, int) for n in v)
+                    for v in value.values()):
+                raise ProtocolError("controls must map names to [x, y]")
         elif not isinstance(value, _FIELD_TYPES.get(f.type if isinstance(f.type, str) else "",
                                                      object)):
             raise ProtocolError(f"{obj['type']}.{f.name}: wrong type {type(value).__name__}")

@@ -8,8 +8,9 @@ Copy always takes the raw text, so nothing here has to round-trip.
 
 Tags: ``code`` (a line of a fenced block), ``codelang`` (the fence's language label),
 ``codepad`` (the thin shaded line that closes a block, or opens one that names no
-language), ``h`` (a heading), ``li`` (a list item), ``icode`` (inline code), ``b`` (bold); the window
-maps them to fonts and colours. Pure standard library, no Tk: the tests run it directly.
+language), ``h`` (a heading), ``li`` (a list item), ``icode`` (inline code), ``b``
+(bold); the window maps them to fonts and colours. Pure standard library, no Tk: the
+tests run it directly.
 """
 
 from __future__ import annotations
@@ -73,10 +74,11 @@ class MarkdownStream:
             self.in_code, self.fence = True, fence.group(1)
             lang = fence.group(2)
             return [(lang + "\n", ("codelang",))] if lang else [("\n", ("codepad",))]
+        if not final and line.strip() and len(line.strip()) < 3 and \
+                set(line.strip()) <= {"`", "~"}:
+            return []  # may become a fence
         if self.in_code:
             return [(line + nl, ("code",))]
-        if not final and line.lstrip().startswith(("`", "~")) and len(line.strip()) < 3:
-            return []  # may become a fence
         m = _HEADING.match(line)
         if m:
             return [*inline(m.group(2), ("h",)), (nl, ("h",))] if final else \

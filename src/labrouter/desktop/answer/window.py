@@ -381,10 +381,8 @@ class AnswerWindow:
         self.focused = True
         if self.windowing == "win32":
             self._win32_style(add=False)
-        self.root.focus_force()
-        widget = event.widget
-        if widget is not self.followup:
-            self.text.focus_set()
+        # the clicked entry keeps the keyboard; elsewhere the text takes it (Esc, Ctrl+C)
+        (self.followup if event.widget is self.followup else self.text).focus_force()
 
     def _ctrl_c(self, _event: Any) -> str | None:
         # a selection inside the answer: Tk copies it; none: copy the whole answer
@@ -481,6 +479,8 @@ class AnswerWindow:
             self.status.configure(text="No answer", fg=self.t.error)
             self.stronger = msg.stronger
             self._finish_turn(msg.text, error=True)
+        elif isinstance(msg, p.Query):
+            self.send(self.contents())
         elif isinstance(msg, p.Close):
             self.closing = True
             self.root.destroy()
@@ -604,6 +604,21 @@ class AnswerWindow:
             t.see("end")
         self.elapsed.configure(text="")
         self._set_buttons()
+
+    def contents(self) -> p.Contents:
+        self.root.update_idletasks()
+        controls: dict[str, list[int]] = {}
+        named: dict[str, tk.Widget] = {"copy": self.copy, "replace": self.replace,
+                                       "retry": self.retry, "stop": self.stop,
+                                       "followup": self.followup, "text": self.text}
+        named.update({f"action:{k}": b for k, b in self.action_buttons.items()})
+        for name, w in named.items():
+            if w.winfo_ismapped():
+                controls[name] = [w.winfo_rootx() + w.winfo_width() // 2,
+                                  w.winfo_rooty() + w.winfo_height() // 2]
+        focused = self.root.focus_displayof() is not None
+        return p.Contents(self.text.get("1.0", "end-1c"), str(self.status.cget("text")),
+                          focused, controls)
 
     # ------------------------------------------------------------ plumbing
 
