@@ -170,3 +170,64 @@ def make_asker(url: str, models: tuple[str, ...], node: str = "desk") -> Any:
                                       for m in models))
     peers = static_peers(node, [server])
     return Asker(cfg, lambda: peers), peers
+
+
+# ------------------------------------------------------------------ docs/answer-window.png
+
+
+def answer_window_screenshot(out: str, background: int = 0x3B4252) -> None:
+    """The window with a streamed code answer over an editor, under openbox, as a PNG.
+    ``python -m tests.answer_window_env screenshot docs/answer-window.png``."""
+    from PIL import Image
+
+    from labrouter.ask import AskRequest
+    from labrouter.desktop.answer.controller import AnswerSession, Hooks
+
+    async def nothing(_t: str) -> None:
+        return None
+
+    async def run(s: DesktopSession) -> None:
+        async with WatchedOllama(models=["qwen3:4b", "qwen2.5-coder:7b", "qwen3-coder:30b",
+                                         "deepseek-r1:32b", "llama3.3:70b"],
+                                 answer=CODE_ANSWER, tokens_per_s=200, name="gpu-box") as srv:
+            asker, peers = make_asker(srv.url, ("qwen3:4b", "qwen2.5-coder:7b",
+                                                "qwen3-coder:30b", "llama3.3:70b"),
+                                      node="gpu-box")
+            session = AnswerSession(asker, Hooks(nothing, nothing), peers=lambda: peers,
+                                    env=s.env)
+            task = asyncio.get_running_loop().create_task(session.run(
+                AskRequest(prompt=SELECTED, bare=True)))
+            deadline = time.monotonic() + 20
+            while (session.busy or not session.marks.painted) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.6)
+            s.screenshot(s.run_dir / "full.png")
+            await session.window.send(__import__(  # type: ignore[union-attr]
+                "labrouter.desktop.answer.protocol", fromlist=["Close"]).Close())
+            await asyncio.wait_for(task, 10)
+
+    with DesktopSession() as s:
+        start_openbox(s)
+        from Xlib import display as xdisplay
+
+        d = xdisplay.Display(s.env["DISPLAY"])
+        root = d.screen().root
+        root.change_attributes(background_pixel=background)
+        root.clear_area(0, 0, 0, 0)
+        d.sync()
+        d.close()
+        s.xdotool("mousemove", "300", "200")
+        target = Target(s)
+        asyncio.run(run(s))
+        target.close()
+        with Image.open(s.run_dir / "full.png") as im:
+            im.convert("RGB").crop((40, 60, 940, 720)).save(out)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "screenshot":
+        answer_window_screenshot(sys.argv[2])
+        print(f"wrote {sys.argv[2]}")
+    else:
+        print("usage: python -m tests.answer_window_env screenshot OUT.png")
+        raise SystemExit(2)

@@ -97,3 +97,13 @@ def test_headless_commands_load_no_desktop_package() -> None:
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert "LOADED []" in out.stdout, out.stdout
+
+
+def test_only_the_answer_windows_process_imports_tkinter() -> None:
+    # Tk runs in its own process (desktop/answer/window.py): the daemon and the tray's
+    # process never load it, so pystray keeps the main thread
+    allowed = SRC / "desktop" / "answer" / "window.py"
+    bad = [f"{f.relative_to(SRC)}:{line} imports {mod}" for f in sorted(SRC.rglob("*.py"))
+           if f != allowed for line, mod in _imports(f) if mod.split(".")[0] == "tkinter"]
+    assert not bad, "\n".join(bad)
+    assert any(m.split(".")[0] == "tkinter" for _, m in _imports(allowed))

@@ -211,7 +211,7 @@ class AnswerWindow:
         self.followup.bind("<Return>", self._send_followup)
         self.followup.bind("<KP_Enter>", self._send_followup)
 
-        self.copy = Button(footer, "Copy", self._copy, t, self.f.ui)
+        self.copy = Button(footer, "Copy", self._copy, t, self.f.ui, primary=True)
         self.replace = Button(footer, "Replace selection", self._replace, t, self.f.ui)
         self.retry = Button(footer, "Retry", self._retry, t, self.f.ui)
         self.stop = Button(footer, "Stop", self._stop, t, self.f.ui)
@@ -224,7 +224,7 @@ class AnswerWindow:
         self.stronger = ""
 
         body = tk.Frame(root, bg=t.bg)
-        body.pack(side="top", fill="both", expand=True, padx=(14, 4), pady=(10, 2))
+        body.pack(side="top", fill="both", expand=True, padx=14, pady=(10, 2))
         self.text = tk.Text(body, wrap="word", font=self.f.body, bg=t.bg, fg=t.fg, bd=0,
                             relief="flat", highlightthickness=0, padx=2, pady=2,
                             spacing1=1, spacing3=3, cursor="xterm", insertwidth=0,
