@@ -164,7 +164,7 @@ def test_failure_text_names_each_reason_once() -> None:
     assert text.startswith("None of the models could answer.")
     assert "smollm2 on desk: smollm2 on desk" not in text
     assert "• smollm2 on desk: cannot reach the server" in text
-    assert "Something went wrong: ValueError: x" == failure_text(ValueError("x"))
+    assert failure_text(ValueError("x")) == "Something went wrong: ValueError: x"
 
 
 def test_window_problem_names_what_is_missing() -> None:
