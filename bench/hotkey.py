@@ -116,8 +116,10 @@ def bench_window(presses: int, session: DesktopSession, warm: bool) -> dict[str,
 
     from labrouter.ask import AskRequest
     from labrouter.desktop.answer.controller import AnswerSession, Hooks, WindowPool
+    from labrouter.desktop.clipboard.xclip import XclipClipboard
     from labrouter.desktop.hotkey import PynputHotkey, default_hotkey, xdotool_chord
-    from labrouter.desktop.selection import PynputKeyboard, SelectionCapture, XclipClipboard
+    from labrouter.desktop.keyboard.pynput import PynputKeyboard
+    from labrouter.desktop.selection import SelectionCapture
     from tests.answer_window_env import CODE_ANSWER, WatchedOllama, make_asker
 
     models = ("qwen3:4b", "qwen2.5-coder:7b", "qwen3-coder:30b")

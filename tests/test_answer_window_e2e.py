@@ -234,3 +234,47 @@ def test_a_window_that_cannot_start_says_why(desk: DesktopSession) -> None:
 
     msg = asyncio.run(run())
     assert isinstance(msg, p.Failed) and "no window can be shown" in msg.text
+
+
+async def test_a_new_question_replaces_the_open_window_and_cancels_its_request(
+        desk: DesktopSession, target: Target) -> None:
+    from labrouter.desktop.answer.controller import AnswerWindows
+
+    async with WatchedOllama(models=list(MODELS), answer=CODE_ANSWER * 10,
+                             tokens_per_s=15) as srv:
+        asker, peers = make_asker(srv.url, MODELS)
+        answered: list[str] = []
+        hooks = hooks_for(desk)
+        hooks.answered = lambda q, _r: answered.append(q)
+        windows = AnswerWindows(asker, lambda: peers, hooks, env=desk.env)
+        await windows.start()
+        try:
+            first = await windows.show(AskRequest(prompt="What is a monad?"))
+            assert first.marks.shown and focused_window(desk) == target.window
+            await until(lambda: first.marks.painted > 0, "the first answer streaming")
+            second = await windows.show(AskRequest(prompt="What is a functor?"))
+            await srv.wait_hung_up(1, timeout=10)
+            assert first.window is not None and first.window.proc.returncode is not None
+            assert windows.active is second and second.marks.shown
+            assert focused_window(desk) == target.window
+        finally:
+            await windows.close()
+        await srv.wait_hung_up(2, timeout=10)
+        assert answered == []
+
+
+async def test_no_display_means_no_window_and_a_reason(desk: DesktopSession) -> None:
+    from labrouter.desktop.answer.controller import AnswerWindows, WindowUnavailable
+
+    async with WatchedOllama(models=list(MODELS)) as srv:
+        asker, peers = make_asker(srv.url, MODELS)
+        for env in ({k: v for k, v in desk.env.items() if k != "DISPLAY"},
+                    dict(desk.env, DISPLAY=":999")):
+            windows = AnswerWindows(asker, lambda: peers, hooks_for(desk), env=env,
+                                    warm=False)
+            try:
+                with pytest.raises(WindowUnavailable):
+                    await windows.show(AskRequest(prompt="hello"))
+                assert not windows.available and windows.reason
+            finally:
+                await windows.close()

@@ -593,9 +593,88 @@ class AnswerSession:
                                         if c else "Choosing a model…"))
         self._ask(req)
 
+    async def close(self) -> None:
+        """Cancel the request and close the window (a newer press replaces this one)."""
+        self.outcome = self.outcome or ("cancelled" if self.busy else "closed")
+        await self._stop_request("superseded")
+        if self.window is not None:
+            await self.window.close()
+
     def _history(self, upto: int) -> tuple[ChatMessage, ...]:
         out: list[ChatMessage] = list(self._base.messages) if self._base else []
         for t in self.turns[:upto]:
             if t.answer:
                 out += [ChatMessage("user", t.sent), ChatMessage("assistant", t.answer)]
         return tuple(out)
+
+
+# ------------------------------------------------------------------ what the desktop app holds
+
+
+class AnswerWindows:
+    """The desktop app's way to show answers in windows: one at a time (a new question
+    closes the previous window, cancelling its request if it still runs), from a pool
+    with a warm spare. :meth:`show` returns once the window is on screen; the session
+    goes on by itself until the user closes it. When no window can be shown it raises
+    :class:`WindowUnavailable` and says so from then on (``reason``), and the app uses
+    notifications."""
+
+    def __init__(self, asker: StreamAsker, peers: Callable[[], Sequence[Peer]], hooks: Hooks,
+                 env: Mapping[str, str] | None = None, warm: bool = True) -> None:
+        self.asker = asker
+        self.peers = peers
+        self.hooks = hooks
+        self.env = env
+        self.reason = window_problem(env)
+        self.pool = WindowPool(env=env, warm=warm)
+        self.active: AnswerSession | None = None
+        self._tasks: set[asyncio.Task[str]] = set()
+
+    @property
+    def available(self) -> bool:
+        return not self.reason
+
+    async def start(self) -> None:
+        if self.available:
+            await self.pool.prepare()
+
+    async def show(self, req: AskRequest) -> AnswerSession:
+        if not self.available:
+            raise WindowUnavailable(self.reason or "no answer window")
+        if self.active is not None:
+            await self.active.close()
+        session = AnswerSession(self.asker, self.hooks, peers=self.peers, env=self.env)
+        self.active = session
+        try:
+            window = await self.pool.take()
+        except OSError as exc:
+            self.reason = f"the answer window could not start: {exc}"
+            raise WindowUnavailable(self.reason) from exc
+        task = asyncio.get_running_loop().create_task(session.run(req, window=window))
+        self._tasks.add(task)
+        task.add_done_callback(self._ended)
+        while not session.marks.shown and not task.done():
+            await asyncio.wait({task}, timeout=0.02)
+        if task.done() and not session.marks.shown:
+            exc = task.exception()
+            self.reason = str(exc) if isinstance(exc, WindowUnavailable) else \
+                f"the answer window failed: {exc!r}"
+            self.active = None
+            raise WindowUnavailable(self.reason)
+        return session
+
+    def _ended(self, task: asyncio.Task[str]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and not isinstance(
+                task.exception(), WindowUnavailable):
+            log.error("answer window failed", exc_info=task.exception())
+
+    async def close(self) -> None:
+        """At the desktop's end: close the window and the spare."""
+        if self.active is not None:
+            await self.active.close()
+            self.active = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pool.close()
