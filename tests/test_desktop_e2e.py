@@ -197,16 +197,16 @@ def test_long_answer_is_shortened_and_copied(session: DesktopSession, tmp_path: 
 TRAY_SCRIPT = r"""
 import json, sys, threading, time
 from labrouter.app.settings import load_context
-from labrouter.app.daemon import Daemon
 from labrouter.app.desktop.app import DesktopApp
 from labrouter.app.desktop.parts import choose_parts
-from labrouter.app.desktop_app import _start_daemon_thread, make_asker
+from labrouter.app.desktop_app import _start_daemon_thread, desktop_ask
+from labrouter.app.runtime import build_runtime
 ctx = load_context(None)
 parts = choose_parts(ctx)
-daemon = Daemon(ctx)
+rt = build_runtime(ctx)
+daemon = rt.daemon
 _start_daemon_thread(daemon)
-ask, _ = make_asker(ctx, daemon)
-app = DesktopApp(ctx, daemon, ask, parts, stop_daemon=daemon.stop)
+app = DesktopApp(ctx, daemon, desktop_ask(rt.asker), parts, stop_daemon=daemon.stop)
 out = {"tray": parts.tray.name, "backend": getattr(parts.tray, "backend", "")}
 
 def texts():

@@ -20,8 +20,9 @@ import ollama
 import pytest
 
 from labrouter.app.daemon import Daemon
-from labrouter.app.http_services import FrontDoorService, RelayService, RouterService
+from labrouter.app.http_services import FrontDoorService, RelayService
 from labrouter.app.paths import resolve_paths, write_private
+from labrouter.app.runtime import Ports, Runtime, build_runtime
 from labrouter.app.settings import Context
 from labrouter.cluster.keys import Keyring, save_keyring
 from labrouter.core.config import parse_config
@@ -43,6 +44,7 @@ class Running:
     relay: RelayService
     task: asyncio.Task[None]
     fake: FakeOllama
+    rt: Runtime
 
 
 async def _start(root: Path, name: str, port: int, peer_port: int, model: str) -> Running:
@@ -68,14 +70,11 @@ broadcast = false
 interval = 0.2
 peers = ["127.0.0.1:{peer_port}"]
 """, source=str(home / "config.toml"))
-    daemon = Daemon(Context(paths=paths, config=config, config_exists=True))
-    relay = RelayService(bind="127.0.0.1", port=0)
-    api = FrontDoorService(port=0)
-    daemon.add_service(RouterService())  # as `labrouter run` does: one Asker, shared
-    daemon.add_service(relay)
-    daemon.add_service(api)
-    task = asyncio.create_task(daemon.serve())
-    return Running(daemon, api, relay, task, fake)
+    # as `labrouter run` does: one Asker, shared by the front door and the control channel
+    rt = build_runtime(Context(paths=paths, config=config, config_exists=True),
+                       ports=Ports(relay_bind="127.0.0.1", relay=0, api=0))
+    task = asyncio.create_task(rt.daemon.serve())
+    return Running(rt.daemon, rt.front_door, rt.relay, task, fake, rt)
 
 
 async def _until(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -134,7 +133,7 @@ async def test_the_daemons_asker_learns_speeds_and_keeps_them_across_a_restart(
     from labrouter.ask import AskRequest
 
     a, _ = pair
-    result = await a.daemon.asker.ask(AskRequest("hello there", model="qwen2.5-coder:7b"))
+    result = await a.rt.asker.ask(AskRequest("hello there", model="qwen2.5-coder:7b"))
     assert result.node == "gpu"
     a.daemon.request_stop()
     await asyncio.wait_for(a.task, 10)

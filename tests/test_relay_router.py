@@ -11,7 +11,7 @@ from labrouter.ask import Asker, AskRequest
 from labrouter.core.config import Config, TimeoutConfig
 from labrouter.core.errors import Refused
 from labrouter.core.peers import ModelInfo, NodeState, Peer, ServerState
-from labrouter.relay.client import RelayConnector, relay_connector
+from labrouter.relay.client import RelayConnector
 from labrouter.relay.tls import ensure_identity
 from tests.test_relay import KEY, Node, start_node, stop_node
 
@@ -31,7 +31,7 @@ async def test_a_paused_peer_answers_503_and_the_router_moves_on(tmp_path: Path)
     b = await start_node(tmp_path, "b-box")
     a.host.reason = "rented out"  # the table still says a is free: the destination decides
     peers = [remote(a, "aaaa", "a-box"), remote(b, "bbbb", "b-box")]
-    connector = relay_connector(KEY, TimeoutConfig(connect=2, first_token=5, gap=5, total=20))
+    connector = RelayConnector(KEY, TimeoutConfig(connect=2, first_token=5, gap=5, total=20))
     asker = Asker(Config(), lambda: peers, connector=connector)
     try:
         res = await asker.ask(AskRequest("hello there", model=MODEL, source="test"))
@@ -96,8 +96,8 @@ async def test_the_cli_connector_reads_the_keyring_file(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
     from labrouter.app.paths import resolve_paths
+    from labrouter.app.runtime import keyring_key
     from labrouter.cluster.keys import Keyring, save_keyring
-    from labrouter.relay.client import make_connector
 
     node = await start_node(tmp_path, "gpu-box")
     paths = resolve_paths(env={"LABROUTER_HOME": str(tmp_path / "cli")})
@@ -105,15 +105,15 @@ async def test_the_cli_connector_reads_the_keyring_file(tmp_path: Path) -> None:
     ring.add(KEY)
     save_keyring(paths.keyring_file, ring, write_private)
     ctx = SimpleNamespace(paths=paths, config=Config())
-    connector = make_connector(ctx)
+    connector = RelayConnector(keyring_key(ctx), Config().timeouts)  # type: ignore[arg-type]
     peer = remote(node, "gggg", "gpu-box")
     try:
         backend = connector(SimpleNamespace(peer=peer, server=peer.servers[0]))
         assert {m.name for m in await backend.list_models()} == {"qwen3:4b", "llava:7b"}
         # without a key file, a peer is refused with a hint instead of being asked unsigned
-        empty = make_connector(SimpleNamespace(
+        empty = RelayConnector(keyring_key(SimpleNamespace(  # type: ignore[arg-type]
             paths=resolve_paths(env={"LABROUTER_HOME": str(tmp_path / "nokey")}),
-            config=Config()))
+            config=Config())), Config().timeouts)
         with pytest.raises(Refused, match="no cluster key"):
             await empty(SimpleNamespace(peer=peer, server=peer.servers[0])).list_models()
         await empty.aclose()

@@ -26,13 +26,13 @@ import base64
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from .backends.base import Backend, ChatMessage, ChatOptions
+from .backends.base import Backend, ChatChunk, ChatMessage, ChatOptions
 from .core.classify import Classification, Classifier
 from .core.config import Config
 from .core.errors import AllFailed, BackendError, NoCandidate
@@ -166,7 +166,7 @@ class Done:
 AskEvent = Started | Text | FellOver | Done
 
 
-async def collect(events: AsyncIterator[AskEvent],
+async def collect(events: AsyncGenerator[AskEvent, None],
                   on_start: Callable[[Candidate], None] | None = None) -> AskResult:
     """The result at the end of a request's events (``on_start`` sees each candidate as it
     starts); the events are closed however this ends."""
@@ -347,7 +347,7 @@ class Asker:
         """The answer, collected from ``stream``."""
         return await collect(self.stream(req))
 
-    async def stream(self, req: AskRequest) -> AsyncIterator[AskEvent]:
+    async def stream(self, req: AskRequest) -> AsyncGenerator[AskEvent, None]:
         """The request's events: Started, Text..., (FellOver, Started, Text...)*, Done.
 
         Raises NoCandidate when nothing can answer and AllFailed when every candidate
@@ -393,7 +393,7 @@ class Asker:
         assert done is not None  # _over ends with Done or raises
         yield done
 
-    async def _over(self, run: _Run, cands: list[Candidate]) -> AsyncIterator[AskEvent]:
+    async def _over(self, run: _Run, cands: list[Candidate]) -> AsyncGenerator[AskEvent, None]:
         dead: set[tuple[str, str]] = set()
         tried = 0
         for cand in cands:
@@ -452,7 +452,7 @@ class Asker:
             [(f"{a.model} on {a.node}", a.reason) for a in run.attempts],
             hint="Run `labrouter doctor` to check the servers.")
 
-    async def _escalate(self, run: _Run, weak: Served) -> AsyncIterator[AskEvent]:
+    async def _escalate(self, run: _Run, weak: Served) -> AsyncGenerator[AskEvent, None]:
         """Events of asking the route's ``escalate_to`` model; ends with Done when it
         answered, with nothing when there is no such model or it failed."""
         wc = weak.candidate
@@ -514,7 +514,8 @@ class Asker:
                 images = (base64.b64encode(req.image).decode("ascii"),)
         return [*req.messages, ChatMessage("user", text, images)]
 
-    async def _attempt(self, run: _Run, cand: Candidate) -> AsyncIterator[Started | Text | Served]:
+    async def _attempt(self, run: _Run, cand: Candidate
+                       ) -> AsyncGenerator[Started | Text | Served, None]:
         """One candidate: Started, its Text pieces, then its Served answer. Raises
         _MidStream after text, BackendError before."""
         backend = self.connector(cand)
@@ -529,8 +530,12 @@ class Asker:
         if own:
             self.in_flight[cand.server.id] = self.in_flight.get(cand.server.id, 0) + 1
         try:
-            async with aclosing(backend.chat(cand.model, self._messages(cand, run.req),
-                                             run.req.options)) as chunks:
+            # every backend's chat is an async generator: closing it closes the HTTP
+            # stream, so the server stops generating
+            chunks = cast(AsyncGenerator[ChatChunk, None],
+                          backend.chat(cand.model, self._messages(cand, run.req),
+                                       run.req.options))
+            async with aclosing(chunks):
                 async for chunk in chunks:
                     if chunk.text:
                         if not parts:

@@ -5,7 +5,10 @@ port, a random token and the daemon's pid are written to ``paths.control_file`` 
 0600). Requests are JSON lines ``{"token": ..., "cmd": ..., ...}``, answers are JSON lines
 ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": ..., "hint": ...}``. Commands
 are registered by name (the daemon registers status, nodes, pause, resume,
-report_failure, stop; other services may add theirs).
+report_failure, stop; other services may add theirs). A handler may return an async
+iterator instead of a result: its items go out as ``{"ok": true, "event": ...}`` lines, then
+``{"ok": true, "end": true}`` (or an error line); a client that hangs up stops it (the
+iterator is closed), and the connection ends with the stream (``ask`` uses this).
 
 Owns ``ControlClient`` (plain blocking sockets, for the CLI): ``from_paths(paths)`` returns
 None when no daemon runs. Must not import desktop packages.
@@ -14,6 +17,7 @@ None when no daemon runs. Must not import desktop packages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import inspect
 import json
@@ -21,16 +25,17 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
-from ..core.errors import DaemonError, LabrouterError
+from ..core.errors import AllFailed, DaemonError, LabrouterError, NoCandidate
 from .paths import Paths, write_private
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Any | Awaitable[Any]]
-MAX_LINE = 1_000_000
+#: a request line may carry a prompt with an image (``ask``), in base64
+MAX_LINE = 32 * 1024 * 1024
 IDLE_TIMEOUT = 30.0  # seconds a connection may wait between requests
 
 
@@ -79,6 +84,9 @@ class ControlServer:
                 if not line:
                     break
                 reply = await self._dispatch(line)
+                if isinstance(reply, AsyncGenerator):
+                    await self._stream(reply, reader, writer)
+                    break
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
                 if reply.get("error") == "bad token":
@@ -88,7 +96,38 @@ class ControlServer:
         finally:
             writer.close()
 
-    async def _dispatch(self, line: bytes) -> dict[str, Any]:
+    async def _stream(self, events: AsyncGenerator[Any, None], reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        async def pump() -> None:
+            try:
+                async for event in events:
+                    writer.write(json.dumps({"ok": True, "event": event}).encode() + b"\n")
+                    await writer.drain()
+                end: dict[str, Any] = {"ok": True, "end": True}
+            except LabrouterError as exc:
+                end = error_reply(exc)
+            except Exception as exc:  # noqa: BLE001 - the daemon keeps running
+                log.exception("a control stream failed")
+                end = {"ok": False, "error": f"failed: {exc}"}
+            finally:
+                await events.aclose()
+            writer.write(json.dumps(end).encode() + b"\n")
+            await writer.drain()
+
+        task = asyncio.create_task(pump())
+        # the client sends nothing more: a read that returns means it hung up (EOF), and
+        # then the stream is stopped, which stops the work behind it
+        hangup = asyncio.create_task(reader.read(1))
+        try:
+            await asyncio.wait({task, hangup}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hangup.cancel()
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
+
+    async def _dispatch(self, line: bytes) -> dict[str, Any] | AsyncGenerator[Any, None]:
         try:
             req = json.loads(line)
             if not isinstance(req, dict):
@@ -108,12 +147,38 @@ class ControlServer:
             result = handler(req)
             if inspect.isawaitable(result):
                 result = await result
+            if isinstance(result, AsyncGenerator):
+                return result
             return {"ok": True, "result": result}
         except LabrouterError as exc:
-            return {"ok": False, "error": exc.message, "hint": exc.hint}
+            return error_reply(exc)
         except Exception as exc:  # noqa: BLE001 - the daemon keeps running
             log.exception("control command %s failed", cmd)
             return {"ok": False, "error": f"{cmd} failed: {exc}"}
+
+
+def error_reply(exc: LabrouterError) -> dict[str, Any]:
+    """The error line for a LabrouterError; its type, and what was tried for AllFailed,
+    travel too, so that the client can raise the same error."""
+    reply: dict[str, Any] = {"ok": False, "error": exc.message, "hint": exc.hint,
+                             "type": type(exc).__name__}
+    if isinstance(exc, AllFailed):
+        reply["attempts"] = [list(a) for a in exc.attempts]
+    return reply
+
+
+def error_from_reply(reply: dict[str, Any]) -> LabrouterError:
+    """The error an error line describes (DaemonError for a type it does not name)."""
+    message, hint = str(reply.get("error", "refused")), str(reply.get("hint", ""))
+    kind = reply.get("type")
+    if kind == "AllFailed":
+        raw = reply.get("attempts")
+        attempts = [(str(a[0]), str(a[1])) for a in raw if isinstance(a, list) and len(a) == 2] \
+            if isinstance(raw, list) else []
+        return AllFailed(message, attempts, hint=hint)
+    if kind == "NoCandidate":
+        return NoCandidate(message, hint=hint)
+    return DaemonError(message, hint=hint)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -2,9 +2,12 @@
 
 Owns ``Daemon``, the one object that wires the cluster together on one asyncio loop:
 the ``PeerTable`` (this machine first), the ``GossipService`` (only with a cluster key),
-the ``Monitor`` of this machine's servers, the pause state (persisted, with its until-time,
+the ``Monitor`` of this machine's servers and their last state (``servers``), the in-flight
+table of its own servers (``in_flight``, shared with the Asker and the relay), the
+keyring (reloaded when its file changes), the pause state (persisted, with its until-time,
 auto-pause while a named process runs, unload on pause), the ``ControlServer`` for the CLI
-and the tray, and services other parts add (``add_service``: the relay, the API).
+and the tray, and the services ``app/runtime.py`` adds (``add_service``: the speed table's
+keeper, the relay, the front door). It knows nothing of the Asker.
 
 Threading: every method that changes state runs on the daemon's loop. ``pause``,
 ``resume``, ``announce_now`` and ``stop`` may be called from any thread (they hand over
@@ -28,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from .. import __version__
@@ -51,7 +55,10 @@ HOUSEKEEPING_EVERY = 1.0
 
 
 class Service(Protocol):
-    async def start(self, daemon: Daemon) -> None: ...
+    """A part that runs on the daemon's loop (the relay, the front door, ...). Built with
+    what it uses by ``app/runtime.py``; started after the control channel, before gossip."""
+
+    async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
@@ -78,7 +85,7 @@ def os_name() -> str:
     return "linux" if sys.platform.startswith("linux") else sys.platform
 
 
-def load_node_id(path: Any) -> str:
+def load_node_id(path: Path) -> str:
     """This install's stable random node id (32 hex digits), created on first use."""
     try:
         text = path.read_text(encoding="utf-8").strip()
@@ -176,6 +183,10 @@ class Daemon:
     def resume(self) -> None:
         self._threadsafe(self._resume)
 
+    def suspect_servers(self) -> set[tuple[str, str]]:
+        """(node id, server id) of servers that failed a request lately (passive health)."""
+        return set(self.table.server_suspect)
+
     def report_failure(self, node_id: str, server_id: str) -> None:
         """Passive health: a request to that server failed as if it were down."""
         self._threadsafe(self.table.server_failed, node_id, server_id, self.clock())
@@ -234,7 +245,7 @@ class Daemon:
 
     # ------------------------------------------------------------ internals
 
-    def _threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+    def _threadsafe(self, fn: Callable[..., None], *args: object) -> None:
         if self._on_loop_thread():
             fn(*args)
         else:
@@ -263,11 +274,11 @@ class Daemon:
         await self.control.start()
         for svc in self._services:
             try:
-                await svc.start(self)
+                await svc.start()
             except (LabrouterError, OSError) as exc:
                 # one service that cannot start (a port in use) must not take the daemon
                 # and the cluster down with it: say so and go on without it
-                hint = getattr(exc, "hint", "")
+                hint = exc.hint if isinstance(exc, LabrouterError) else ""
                 log.error("%s not started: %s%s", type(svc).__name__, exc,
                           f" ({hint})" if hint else "")
                 continue
@@ -457,9 +468,13 @@ class Daemon:
             "now": self.clock(), "wall": self.wall(),
             "nodes": [peer_to_dict(p) for p in self.snapshot()]})
         c.register("pause", self._control_pause)
-        c.register("resume", lambda req: (self._resume(), self.status())[1])
+        c.register("resume", self._control_resume)
         c.register("report_failure", self._control_failure)
         c.register("stop", self._control_stop)
+
+    def _control_resume(self, req: dict[str, Any]) -> dict[str, Any]:
+        self._resume()
+        return self.status()
 
     def _control_stop(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.loop is not None
@@ -509,23 +524,3 @@ class Daemon:
             "traffic": vars(g.stats).copy() if g else {},
         }
 
-
-def run(ctx: Context, headless: bool = True) -> int:
-    """`labrouter run`: the daemon in the foreground, with the tray when there is a desktop."""
-    from .logsetup import configure
-
-    configure(ctx.paths)
-    daemon = Daemon(ctx)
-    from .http_services import standard_services
-
-    for svc in standard_services():
-        daemon.add_service(svc)
-    if not headless:
-        from .desktop_app import desktop_problem, run_desktop
-
-        problem = desktop_problem()
-        if problem is None:
-            return run_desktop(ctx, daemon)  # the tray owns the main thread, the loop a worker
-        log.info("%s: running headless", problem)
-        print(f"labrouter: {problem}: running headless", file=sys.stderr)
-    return daemon.run_headless()

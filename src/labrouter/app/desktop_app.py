@@ -8,17 +8,19 @@ thread, the tray on the main thread, the daemon stopped after the tray.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from ..ask import Asker, AskRequest, AskResult, collect
 from ..core.errors import LabrouterError
+from ..core.policy import Candidate
 from ..desktop.backends import display_reason
+from .daemon import Daemon
 from .desktop.app import AskFn, DesktopApp
 from .desktop.login import LoginItem
 from .desktop.parts import DesktopParts, choose_parts
@@ -32,28 +34,13 @@ def desktop_problem(env: Mapping[str, str] | None = None) -> str | None:
     return display_reason(env)
 
 
-def make_asker(ctx: Context, daemon: Any) -> tuple[AskFn, Any]:
-    """The daemon's Asker when it has one; else one over its live table that reaches
-    peers through the relay (``http_services.build_asker``); else a direct one.
-    Returns (ask, connector to close at the end or None)."""
-    from ..ask import collect
+def desktop_ask(asker: Asker) -> AskFn:
+    """What the desktop app calls: ``ask(req, on_start=None) -> AskResult``."""
+    def ask(req: AskRequest, on_start: Callable[[Candidate], None] | None = None
+            ) -> Coroutine[Any, Any, AskResult]:
+        return collect(asker.stream(req), on_start)
 
-    asker = getattr(daemon, "asker", None)
-    if asker is not None:
-        return lambda req, on_start=None: collect(asker.stream(req), on_start), None
-    try:
-        from .http_services import build_asker
-
-        asker, connector = build_asker(daemon)
-        return lambda req, on_start=None: collect(asker.stream(req), on_start), connector
-    except (ImportError, AttributeError):
-        from ..ask import Asker
-        from .usagelog import UsageLog
-
-        asker = Asker(ctx.config, daemon.snapshot,
-                      usage_log=UsageLog(ctx.paths.data_dir, ctx.config.usage.retention_days),
-                      in_flight=getattr(daemon, "in_flight", None))
-        return lambda req, on_start=None: collect(asker.stream(req), on_start), None
+    return ask
 
 
 def _start_daemon_thread(daemon: Any, timeout: float = 20.0) -> None:
@@ -69,8 +56,8 @@ def _start_daemon_thread(daemon: Any, timeout: float = 20.0) -> None:
                          hint="See the daemon log (`labrouter paths`).")
 
 
-def run_desktop(ctx: Context, daemon: Any, env: Mapping[str, str] | None = None,
-                parts: DesktopParts | None = None) -> int:
+def run_desktop(ctx: Context, daemon: Daemon, asker: Asker,
+                env: Mapping[str, str] | None = None, parts: DesktopParts | None = None) -> int:
     """``labrouter run`` on a desktop: called on the main thread with a daemon that is
     built but not started. Starts the daemon's loop on a worker thread, runs the tray on
     this thread until Quit, then stops the daemon (goodbye sent) and returns the exit code.
@@ -78,20 +65,9 @@ def run_desktop(ctx: Context, daemon: Any, env: Mapping[str, str] | None = None,
     env = os.environ if env is None else env
     parts = parts or choose_parts(ctx, env)
     _start_daemon_thread(daemon)
-    ask, connector = make_asker(ctx, daemon)
-
-    def stop_daemon() -> None:
-        if connector is not None and daemon.loop is not None:
-            try:
-                asyncio.run_coroutine_threadsafe(connector.aclose(), daemon.loop).result(5)
-            except Exception:
-                log.debug("closing the connector failed", exc_info=True)
-        stop = getattr(daemon, "stop", None)
-        if stop is not None:
-            stop()
-
-    app = DesktopApp(ctx, daemon, ask, parts, login=LoginItem(ctx, env),
-                     stop_daemon=stop_daemon)
+    # the daemon's one Asker (app/runtime.py); its connector is closed with the daemon
+    app = DesktopApp(ctx, daemon, desktop_ask(asker), parts, login=LoginItem(ctx, env),
+                     stop_daemon=daemon.stop)
     return app.run()
 
 

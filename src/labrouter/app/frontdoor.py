@@ -27,7 +27,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -54,7 +54,7 @@ _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 class AskerLike(Protocol):
-    def stream(self, req: AskRequest) -> AsyncIterator[AskEvent]: ...
+    def stream(self, req: AskRequest) -> AsyncGenerator[AskEvent, None]: ...
 
 
 class BadRequest(Exception):

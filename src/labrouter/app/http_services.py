@@ -1,13 +1,15 @@
-"""The daemon's two HTTP services: the peer relay and the local front door.
+"""The daemon's services around the Asker: the speed table's keeper, the peer relay and the
+local front door.
 
-Owns ``RelayService`` and ``FrontDoorService`` (each with ``async start(daemon)`` and
-``async stop()``, registered with ``Daemon.add_service``), the adapter that shows the daemon
-to the relay as a ``RelayHost`` (its own servers, pause state, in-flight table, keyring),
-and ``build_asker(daemon)``, an Asker over the live table that reaches peers through the
-relay. Both servers run on the daemon's event loop.
+Owns ``RouterService`` (keeps the one Asker's learned speeds: merged with the file every
+minute and on stop, and closes the Asker's connector), ``RelayService`` and
+``FrontDoorService`` (each ``async start()`` / ``async stop()``, registered with
+``Daemon.add_service``), and ``DaemonRelayHost``, the daemon as the relay sees it (its own
+servers, pause state, in-flight table). Each is given what it uses when it is built, by
+``app/runtime.py``; none looks anything up on the daemon at run time.
 
-``RelayService.start`` sets ``daemon.self_info.relay_port`` and ``cert_fingerprint``; the
-daemon starts services before gossip, so the first announcement already carries them.
+``RelayService.start`` sets ``self_info.relay_port`` and ``cert_fingerprint``; the daemon
+starts services before gossip, so the first announcement already carries them.
 
 Must not import desktop packages.
 """
@@ -17,42 +19,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Callable, MutableMapping
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..backends.base import Backend
-from ..core.config import ServerConfig, TimeoutConfig
+from ..core.config import Config, ServerConfig, TimeoutConfig
 from ..core.errors import DaemonError
-from ..core.peers import ServerState
+from ..core.peers import Peer, ServerState
+from ..core.policy import SpeedBook
 from ..relay.auth import ProofVerifier
-from ..relay.client import RelayConnector, relay_connector
+from ..relay.client import RelayConnector
 from ..relay.server import RelayServer, RelaySite
 from ..relay.tls import ensure_identity
-from .frontdoor import FrontDoor, FrontDoorSite, check_bind
+from .frontdoor import AskerLike, FrontDoor, FrontDoorSite, check_bind
+from .local import load_speeds, save_speeds
 from .paths import write_private
+
+if TYPE_CHECKING:
+    from .daemon import Daemon, SelfInfo
 
 log = logging.getLogger(__name__)
 
 
 class DaemonRelayHost:
-    """The daemon as the relay sees it. Used on the daemon's loop only."""
+    """The daemon as the relay sees it (``relay.server.RelayHost``). On the loop only."""
 
-    def __init__(self, daemon: Any, timeouts: TimeoutConfig) -> None:
+    def __init__(self, daemon: Daemon, timeouts: TimeoutConfig) -> None:
         self.daemon = daemon
         self.timeouts = timeouts
+        self.in_flight: MutableMapping[str, int] = daemon.in_flight  # the same table
         self._backends: dict[tuple[str, str, str], Backend] = {}
-
-    @property
-    def in_flight(self) -> MutableMapping[str, int]:
-        return self.daemon.in_flight  # type: ignore[no-any-return]
 
     def _servers(self) -> list[ServerState | ServerConfig]:
         # the monitor's view first (it has the ids announced to peers); the configured
         # servers as a fallback while the first poll is still running
-        live = list(getattr(self.daemon, "servers", []) or [])
-        if live:
-            return live
-        return list(self.daemon.config.servers)
+        live: list[ServerState | ServerConfig] = list(self.daemon.servers)
+        return live or list(self.daemon.config.servers)
 
     @staticmethod
     def _id(server: ServerState | ServerConfig) -> str:
@@ -97,25 +100,29 @@ class DaemonRelayHost:
 class RelayService:
     """The HTTPS relay on ``[relay] port`` (every interface, or ``[cluster] bind``)."""
 
-    def __init__(self, bind: str | None = None, port: int | None = None) -> None:
+    def __init__(self, config: Config, tls_dir: Path, keys: Callable[[], list[bytes]],
+                 host: DaemonRelayHost, self_info: SelfInfo, bind: str | None = None,
+                 port: int | None = None) -> None:
+        self.config = config
+        self.tls_dir = tls_dir
+        # every key of the (re)loaded keyring is accepted: asked on each request
+        self.keys = keys
+        self.host = host
+        self.self_info = self_info
         self.bind = bind  # None: from the config
         self.port = port  # None: [relay] port; 0: any free port (tests)
         self.site: RelaySite | None = None
-        self.host: DaemonRelayHost | None = None
         self.fingerprint = ""
 
-    async def start(self, daemon: Any) -> None:
-        cfg = daemon.config
+    async def start(self) -> None:
+        cfg = self.config
         if not cfg.relay.enabled:
             log.info("relay disabled ([relay] enabled = false): peers cannot use this "
                      "machine's servers")
             return
-        identity = await asyncio.to_thread(ensure_identity, daemon.paths.tls_dir,
-                                           write_private, f"labrouter {cfg.node.name}")
-        # every key of the (re)loaded keyring is accepted; the daemon replaces its keyring
-        # object on reload, so it is looked up on each request
-        verifier = ProofVerifier(lambda: list(daemon.keyring.keys.values()))
-        self.host = DaemonRelayHost(daemon, cfg.timeouts)
+        identity = await asyncio.to_thread(ensure_identity, self.tls_dir, write_private,
+                                           f"labrouter {cfg.node.name}")
+        verifier = ProofVerifier(self.keys)
         server = RelayServer(self.host, verifier, cfg.relay.max_concurrent_per_model)
         bind = self.bind
         if bind is None:
@@ -132,8 +139,8 @@ class RelayService:
                 hint="Another program uses it; set [relay] port in the config (every machine "
                      "learns the new port from the announcements).") from None
         self.fingerprint = identity.fingerprint
-        daemon.self_info.relay_port = bound
-        daemon.self_info.cert_fingerprint = identity.fingerprint
+        self.self_info.relay_port = bound
+        self.self_info.cert_fingerprint = identity.fingerprint
         log.info("relay on %s:%d/tcp, certificate %s", bind or "*", bound,
                  identity.fingerprint[:16])
 
@@ -141,144 +148,94 @@ class RelayService:
         if self.site is not None:
             await self.site.stop()
             self.site = None
-        if self.host is not None:
-            await self.host.aclose()
-            self.host = None
-
-
-def build_asker(daemon: Any) -> tuple[Any, RelayConnector]:
-    """An Asker over the daemon's live table that reaches peers through the relay.
-
-    Returns (asker, connector); the caller closes the connector when done.
-    """
-    from ..ask import Asker, DirectConnector
-    from .local import load_speeds
-    from .usagelog import UsageLog
-
-    ctx_config = daemon.config
-    paths = daemon.paths
-    connector = relay_connector(daemon, ctx_config.timeouts, DirectConnector(ctx_config))
-
-    def failed(cand: Any, exc: Exception) -> None:
-        daemon.report_failure(cand.peer.node_id, cand.server.id)
-
-    asker = Asker(ctx_config, daemon.snapshot, speeds=load_speeds(paths.speeds_file),
-                  usage_log=UsageLog(paths.data_dir, ctx_config.usage.retention_days),
-                  connector=connector, on_server_failed=failed,
-                  suspect=lambda: set(daemon.table.server_suspect),
-                  in_flight=daemon.in_flight)
-    return asker, connector
+        await self.host.aclose()
 
 
 class FrontDoorService:
     """The Ollama/OpenAI API on ``[api] bind:port`` (127.0.0.1:47813 by default)."""
 
-    def __init__(self, asker: Any = None, allow_lan: bool | None = None,
+    def __init__(self, asker: AskerLike, peers: Callable[[], list[Peer]], config: Config,
                  port: int | None = None) -> None:
-        self.asker = asker  # None: the daemon's ``asker`` if it has one, else build_asker
-        self.allow_lan = allow_lan  # None: [api] allow_lan when the config has it
+        self.asker = asker
+        self.peers = peers
+        self.config = config
         self.port = port  # None: [api] port; 0: any free port (tests)
         self.bound_port = 0
         self.site: FrontDoorSite | None = None
-        self._connector: RelayConnector | None = None
-        self._asker: Any = None
-        self._daemon: Any = None
 
-    async def start(self, daemon: Any) -> None:
-        cfg = daemon.config
-        if not cfg.api.enabled:
+    async def start(self) -> None:
+        api = self.config.api
+        if not api.enabled:
             return
-        allow_lan = self.allow_lan
-        if allow_lan is None:
-            allow_lan = bool(getattr(cfg.api, "allow_lan", False))
-        check_bind(cfg.api.bind, allow_lan)
-        asker = self.asker or getattr(daemon, "asker", None)
-        if asker is None:
-            asker, self._connector = build_asker(daemon)
-        self._asker, self._daemon = asker, daemon
-        door = FrontDoor(asker, daemon.snapshot, cfg, allow_lan=allow_lan)
-        port = cfg.api.port if self.port is None else self.port
-        self.site = FrontDoorSite(door, cfg.api.bind, port)
+        check_bind(api.bind, api.allow_lan)
+        door = FrontDoor(self.asker, self.peers, self.config, allow_lan=api.allow_lan)
+        port = api.port if self.port is None else self.port
+        self.site = FrontDoorSite(door, api.bind, port)
         try:
             self.bound_port = await self.site.start()
         except OSError as exc:
             await self.site.stop()
             self.site = None
             raise DaemonError(
-                f"cannot open the API port {cfg.api.bind}:{port}/tcp: {exc.strerror or exc}",
+                f"cannot open the API port {api.bind}:{port}/tcp: {exc.strerror or exc}",
                 hint="Another program uses it (a second labrouter?); set [api] port, or "
                      "[api] enabled = false.") from None
         log.info("Ollama/OpenAI API on http://%s:%d (models: auto, auto:<route>, or a name)",
-                 cfg.api.bind, self.bound_port)
+                 api.bind, self.bound_port)
 
     async def stop(self) -> None:
         if self.site is not None:
             await self.site.stop()
             self.site = None
-        if self._connector is not None:
-            await self._connector.aclose()
-            self._connector = None
-            # the asker was ours: keep what it learned about speeds
-            from .local import save_speeds
 
-            with contextlib.suppress(Exception):
-                save_speeds(self._daemon.paths.speeds_file, self._asker.speeds)
+
+def merge_speeds(book: SpeedBook, on_disk: SpeedBook) -> None:
+    """Take from the file what was learned elsewhere (an entry measured more often there:
+    a `labrouter ask` that ran without the daemon), so that saving does not undo it."""
+    for key, speed in on_disk.speeds.items():
+        mine = book.speeds.get(key)
+        if mine is None or speed.n > mine.n:
+            book.speeds[key] = speed
 
 
 class RouterService:
-    """The daemon's one Asker, shared by the tray, the hotkey and the front door.
+    """Keeps what the daemon's one Asker learns: its speed table is merged with the file
+    every minute and on stop (a crash loses at most a minute); closes its connector."""
 
-    Started first, so the services after it find ``daemon.asker``; on stop it saves the
-    learned speeds (kept across restarts) and closes the relay sessions.
-    """
+    SAVE_EVERY = 60.0  # seconds
 
-    SAVE_EVERY = 60.0  # seconds: a crash loses at most a minute of learned speeds
-
-    def __init__(self) -> None:
-        self._daemon: Any = None
-        self._connector: RelayConnector | None = None
+    def __init__(self, speeds: SpeedBook, speeds_file: Path, connector: RelayConnector,
+                 save_every: float = SAVE_EVERY) -> None:
+        self.speeds = speeds
+        self.speeds_file = speeds_file
+        self.connector = connector
+        self.save_every = save_every
         self._saver: asyncio.Task[None] | None = None
+        self._last = ""
 
-    async def start(self, daemon: Any) -> None:
-        self._daemon = daemon
-        daemon.asker, self._connector = build_asker(daemon)
-        daemon.ask_connector = self._connector
+    async def start(self) -> None:
         self._saver = asyncio.get_running_loop().create_task(self._save_loop())
 
-    def _save(self) -> None:
-        from .local import save_speeds
-
-        asker = getattr(self._daemon, "asker", None)
-        if asker is not None:
-            save_speeds(self._daemon.paths.speeds_file, asker.speeds)
+    def save(self) -> None:
+        merge_speeds(self.speeds, load_speeds(self.speeds_file))
+        now = repr(self.speeds.to_dict())
+        if now != self._last:  # write only when something changed
+            save_speeds(self.speeds_file, self.speeds)
+            self._last = now
 
     async def _save_loop(self) -> None:
-        last = ""
         while True:
-            await asyncio.sleep(self.SAVE_EVERY)
-            asker = getattr(self._daemon, "asker", None)
-            now = repr(asker.speeds.to_dict()) if asker is not None else ""
-            if now != last:  # write only when something was learned
-                self._save()
-                last = now
+            await asyncio.sleep(self.save_every)
+            try:
+                self.save()  # on the loop: the Asker records into the same table here
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("saving the speed table failed")
 
     async def stop(self) -> None:
-        if self._daemon is None:
-            return
         if self._saver is not None:
             self._saver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._saver
             self._saver = None
-        self._save()
-        if self._connector is not None:
-            await self._connector.aclose()
-            self._connector = None
-
-
-def standard_services() -> list[Any]:
-    """What `labrouter run` starts besides gossip: the router, the relay, the front door.
-
-    Each checks its own ``enabled`` setting when it starts.
-    """
-    return [RouterService(), RelayService(), FrontDoorService()]
+        self.save()
+        await self.connector.aclose()

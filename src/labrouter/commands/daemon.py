@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:
-    from ..app.daemon import run
+    from ..app.runtime import run
 
     return run(ctx, headless=args.headless)
 

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,18 +164,25 @@ def _ask(args: argparse.Namespace, ctx: Context) -> int:
 
 async def _ask_async(args: argparse.Namespace, ctx: Context, text: str, image: bytes | None,
                      bare: bool) -> int:
-    from ..app.local import current_peers, load_speeds, save_speeds
-    from ..app.usagelog import UsageLog
+    from ..app.askproxy import DaemonAsker, ProxyAsker
+    from ..app.control import ControlClient
+    from ..app.local import current_peers, save_speeds
+    from ..app.runtime import local_asker
     from ..ask import Asker, AskRequest
     from ..core.errors import AllFailed, NoCandidate
+    from ..relay.client import RelayConnector
 
-    peers, _origin = await current_peers(ctx)
-    connector = _connector(ctx)
-    speeds = load_speeds(ctx.paths.speeds_file)
-    log = UsageLog(ctx.paths.data_dir, ctx.config.usage.retention_days)
-    asker = Asker(ctx.config, lambda: peers, speeds=speeds, usage_log=log, connector=connector,
-                  on_server_failed=lambda cand, exc: _report_failure(ctx, cand))
-    _seed_history(asker, log)
+    # through the running daemon's Asker (one speed table, one in-flight count, one
+    # stickiness history); without a daemon, the same Asker built here
+    client = await asyncio.to_thread(ControlClient.from_paths, ctx.paths)
+    here: list[tuple[Asker, RelayConnector]] = []
+
+    async def ask_here() -> Asker:
+        peers, _origin = await current_peers(ctx)
+        here.append(local_asker(ctx, lambda: peers))
+        return here[0][0]
+
+    asker = ProxyAsker(DaemonAsker(client) if client is not None else None, ask_here)
     printer = AnswerPrinter(streaming=not args.json)
     req = AskRequest(prompt=text, image=image, route=args.route, model=args.model,
                      node=args.node, bare=bare, source="selection" if bare else "cli")
@@ -193,10 +200,9 @@ async def _ask_async(args: argparse.Namespace, ctx: Context, text: str, image: b
                                            for c, r in attempts]}, indent=2))
         return 1
     finally:
-        close = getattr(connector, "aclose", None)
-        if close:
-            await close()
-        save_speeds(ctx.paths.speeds_file, speeds)
+        for local, connector in here:
+            await connector.aclose()
+            save_speeds(ctx.paths.speeds_file, local.speeds)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     else:
@@ -225,7 +231,7 @@ class AnswerPrinter:
         self.streaming = streaming
         self._dropped: Attempt | None = None  # said when the next candidate starts
 
-    async def show(self, events: AsyncIterator[AskEvent]) -> AskResult:
+    async def show(self, events: AsyncGenerator[AskEvent, None]) -> AskResult:
         from ..ask import Done, FellOver, Started, Text
 
         async with aclosing(events):
@@ -267,31 +273,6 @@ class AnswerPrinter:
         print(f"labrouter: {text}", file=sys.stderr, flush=True)
 
 
-def _seed_history(asker: Any, log: Any) -> None:
-    """Context stickiness across `labrouter ask` runs: each run is a new process, so the
-    last requests' routes come from today's usage log, placed on the asker's clock."""
-    import time
-
-    from ..core.policy import STICKY_COUNT
-
-    records, _ = log.read(1)
-    now_wall, now = time.time(), asker.clock()
-    for r in [r for r in records if r.outcome != "no_candidate"][-STICKY_COUNT:]:
-        asker.history.add(now - max(0.0, now_wall - r.ts), r.route)
-
-
-def _connector(ctx: Context) -> Any:
-    """The relay for peers that run labrouter, direct URLs for everything else."""
-    from ..ask import DirectConnector
-
-    direct = DirectConnector(ctx.config)
-    try:
-        from ..relay.client import make_connector
-    except ImportError:
-        return direct
-    return make_connector(ctx, direct)
-
-
 def _hand_to_daemon(ctx: Context, text: str) -> bool:
     """Give the selection to a running desktop daemon; False when there is none."""
     try:
@@ -304,19 +285,6 @@ def _hand_to_daemon(ctx: Context, text: str) -> bool:
     except Exception:  # noqa: BLE001 - no usable daemon: answer here instead
         return False
     return isinstance(reply, dict) and "outcome" in reply
-
-
-def _report_failure(ctx: Context, cand: Any) -> None:
-    """Passive health: tell the running daemon that this server just failed."""
-    try:
-        from ..app.control import ControlClient
-
-        client = ControlClient.from_paths(ctx.paths)
-        if client is not None:
-            client.request({"cmd": "report_failure", "node_id": cand.peer.node_id,
-                            "server": cand.server.id})
-    except Exception:  # noqa: BLE001 - best effort; the answer matters more
-        pass
 
 
 def _stats(args: argparse.Namespace, ctx: Context) -> int:

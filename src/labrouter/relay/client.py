@@ -3,16 +3,15 @@
 Owns ``RelayBackend`` (the Backend protocol over the relay API of ``server.py``), the pinning
 of the peer's certificate to the fingerprint it announced, the key proof on every request,
 the translation of every aiohttp error and relay status into ``core.errors`` types where it
-enters, and ``RelayConnector`` / ``relay_connector()``, the router's ``connector(candidate)``:
-this machine's own servers are reached directly, a peer's servers through its relay.
+enters, and ``RelayConnector``, the router's ``connector(candidate)``: this machine's own
+servers are reached directly, a peer's servers through its relay.
 
 Pinning uses ``aiohttp.Fingerprint``: the connector compares the SHA-256 of the peer's DER
 certificate right after the TLS handshake, before a request byte is written, so a prompt is
 never sent to a machine that does not hold the announced certificate. No CA and no host
 name are involved; environment proxies are ignored (``trust_env=False``).
 
-Must not import ``app`` or ``desktop``; ``cluster.keys`` only inside ``make_connector`` (the
-CLI's way to read the keyring file).
+Must not import ``app``, ``cluster`` or ``desktop``: the key comes as a ``KeySource``.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -39,6 +38,7 @@ from ..core.errors import (
     Unreachable,
 )
 from ..core.peers import ModelInfo, Peer, ServerState
+from ..core.policy import Candidate
 from . import (
     RELAY_PROTOCOL,
     chunk_from_json,
@@ -53,6 +53,12 @@ from .tls import normalize_fingerprint
 log = logging.getLogger(__name__)
 
 KeySource = Callable[[], bytes | None]
+Connector = Callable[[Candidate], Backend]
+
+
+@runtime_checkable
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
 
 
 def _hostport(address: str, port: int) -> str:
@@ -78,6 +84,7 @@ class RelayBackend:
         self.base = f"https://{_hostport(address, port)}"
         self.url = f"{self.base}/relay/{RELAY_PROTOCOL}/#{server_id}"
         self.timeouts = timeouts or TimeoutConfig()
+        self.pin: aiohttp.Fingerprint | None
         try:
             self.pin = aiohttp.Fingerprint(bytes.fromhex(normalize_fingerprint(fingerprint)))
         except ValueError:
@@ -307,22 +314,13 @@ def new_session(timeouts: TimeoutConfig) -> aiohttp.ClientSession:
 # ---------------------------------------------------------------- connector
 
 
-def _key_source(obj: Any) -> KeySource:
-    """The active cluster key from a daemon (``.keyring``), a keyring, a key, or a callable."""
-    if isinstance(obj, bytes | bytearray):
-        key = bytes(obj)
-        return lambda: key
-    if callable(obj) and not hasattr(obj, "keyring") and not hasattr(obj, "active_key"):
-        return obj  # type: ignore[no-any-return]
-
-    def source() -> bytes | None:
-        ring = getattr(obj, "keyring", obj)
-        key = getattr(ring, "active_key", None)
-        if callable(key):
-            key = key()
-        return key if isinstance(key, bytes) else None
-
-    return source
+def _key_source(key: bytes | KeySource) -> KeySource:
+    """A key, or where to get the active key on each request (a reloaded keyring counts
+    at once)."""
+    if isinstance(key, bytes | bytearray):
+        fixed = bytes(key)
+        return lambda: fixed
+    return key
 
 
 class _NoRoute:
@@ -381,17 +379,16 @@ class RelayConnector:
     and the direct connector too.
     """
 
-    def __init__(self, key: Any, timeouts: TimeoutConfig | None = None,
-                 direct: Callable[[Any], Backend] | None = None) -> None:
+    def __init__(self, key: bytes | KeySource, timeouts: TimeoutConfig | None = None,
+                 direct: Connector | None = None) -> None:
         self.key = _key_source(key)
         self.timeouts = timeouts or TimeoutConfig()
         self._direct = direct
         self._own: dict[tuple[str, str, str], Backend] = {}
         self._sessions: dict[tuple[str, int, str], aiohttp.ClientSession] = {}
 
-    def __call__(self, candidate: Any) -> Backend:
-        peer: Peer = candidate.peer
-        server: ServerState = candidate.server
+    def __call__(self, candidate: Candidate) -> Backend:
+        peer, server = candidate.peer, candidate.server
         if not peer.is_self and peer.relay_port and peer.cert_fingerprint and peer.address:
             k = (peer.address, peer.relay_port, peer.cert_fingerprint)
             session = self._sessions.get(k)
@@ -422,30 +419,5 @@ class RelayConnector:
                 await b.aclose()
             except BackendError:
                 pass
-        close = getattr(self._direct, "aclose", None)
-        if close is not None:
-            await close()
-
-
-def relay_connector(daemon_or_keys: Any, timeouts: TimeoutConfig | None = None,
-                    direct: Callable[[Any], Backend] | None = None) -> RelayConnector:
-    """A connector for the Asker: direct to own servers, through the relay to peers'.
-
-    ``daemon_or_keys``: the daemon (its keyring is read on every request, so a reloaded
-    keyring counts at once), a ``Keyring``, a 32-byte key, or a callable returning the key.
-    """
-    return RelayConnector(daemon_or_keys, timeouts, direct)
-
-
-def make_connector(ctx: Any, direct: Callable[[Any], Backend] | None = None) -> RelayConnector:
-    """The connector for `labrouter ask` outside the daemon: the key from the keyring file."""
-    from ..cluster.keys import load_keyring  # deferred: only this entry point reads files
-    from ..core.errors import KeyringError
-
-    try:
-        ring: Any = load_keyring(ctx.paths.keyring_file)
-    except KeyringError as exc:
-        log.warning("no cluster key for the relay: %s", exc)
-        ring = None
-    return RelayConnector(ring if ring is not None else (lambda: None),
-                          ctx.config.timeouts, direct)
+        if isinstance(self._direct, Closable):
+            await self._direct.aclose()
