@@ -113,7 +113,7 @@ def test_the_preselected_action_fits_the_selection(text: str, want: str) -> None
 
 def test_instructions_follow_the_locale_for_translation() -> None:
     assert instruction_for("answer") is None
-    assert instruction_for("explain") == "Explain this:"
+    assert instruction_for("explain") == "Explain this and point out any mistakes:"
     assert user_language({"LANG": "de_DE.UTF-8"}) == "German"
     assert user_language({"LC_ALL": "C"}) == "English"
     assert "German" in str(instruction_for("translate", {"LANG": "de_DE.UTF-8"}))
@@ -276,7 +276,7 @@ async def test_the_answer_streams_into_the_window_and_copy_takes_it() -> None:
         assert win.last(p.Done).status.startswith("qwen3-coder:30b on desk · code · ")
         # the classifier's action went with the question, not the route's instruction
         sent = srv.requests_to("/api/chat")[0].body["messages"][-1]["content"]
-        assert sent == f"Explain this:\n\n{SELECTED}"
+        assert sent == f"Explain this and point out any mistakes:\n\n{SELECTED}"
         assert (await session.query()).text == CODE_ANSWER
         win.user(p.CopyAnswer())
         win.user(p.Closed("escape"))
@@ -444,3 +444,46 @@ def test_routes_with_no_models_have_no_stronger_model() -> None:
     cfg = parse_config("", hostname="box")
     cfg = replace(cfg, routes={"quick": RouteConfig()})
     assert stronger_model(cfg, _peers(), "qwen3:4b", "quick") == ""
+
+
+async def test_a_selection_with_the_desktops_instruction_is_asked_as_it_is() -> None:
+    # the desktop chose the instruction (from the classification): the first request goes
+    # as it came, the action row shows what it amounts to, and another action asks anew
+    rec, win = Recorder(), StandInWindow()
+    async with WatchedOllama(models=list(MODELS), answer="ok") as srv:
+        req = AskRequest(prompt=SELECTED, instruction="Explain this code and point out any "
+                         "bugs:", source="hotkey")
+        _s, task = await _session(srv, rec, win, req)
+        await win.wait(lambda: _done(win))
+        opened = win.sent[0]
+        assert isinstance(opened, p.Open) and opened.action == "explain" and opened.actions
+        first = srv.requests_to("/api/chat")[0].body["messages"][-1]["content"]
+        assert first == f"Explain this code and point out any bugs:\n\n{SELECTED}"
+        win.user(p.Action("translate"))
+        await win.wait(lambda: len([m for m in win.sent if isinstance(m, p.Done)]) == 2)
+        again = srv.requests_to("/api/chat")[1].body["messages"][-1]["content"]
+        assert again.startswith("Translate this into ")
+        win.user(p.Closed("escape"))
+        await asyncio.wait_for(task, 5)
+
+        # a typed question (not a selection) has no action row
+        win = StandInWindow()
+        _s, task = await _session(srv, rec, win, AskRequest(prompt="hi", source="cli"))
+        await win.wait(lambda: _done(win))
+        assert win.sent[0].actions == () and win.sent[0].action == ""
+        win.user(p.Closed("escape"))
+        await asyncio.wait_for(task, 5)
+
+
+@pytest.mark.parametrize("instruction,route,want", [
+    ("", "code", "answer"), ("Summarise this concisely:", "quick", "summarise"),
+    ("Explain this code and point out any bugs:", "code", "explain"),
+    ("Work through this step by step:", "reasoning", "answer"),
+    ("Describe this image:", "vision", "explain"),
+])
+def test_the_action_a_desktop_instruction_amounts_to(instruction: str, route: str,
+                                                     want: str) -> None:
+    from labrouter.core.classify import Classification
+    from labrouter.desktop.answer.actions import action_of
+
+    assert action_of(instruction, Classification(route, {}, 1.0, ())) == want

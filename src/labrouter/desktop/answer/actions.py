@@ -27,7 +27,7 @@ class SelectionAction:
 
 
 ACTIONS: tuple[SelectionAction, ...] = (
-    SelectionAction("explain", "Explain", "Explain this:"),
+    SelectionAction("explain", "Explain", "Explain this and point out any mistakes:"),
     SelectionAction("fix", "Fix", "Fix the mistakes in this and give the corrected version, "
                                   "then say briefly what you changed:"),
     SelectionAction("summarise", "Summarise", "Summarise this concisely:"),
@@ -71,6 +71,18 @@ def instruction_for(action_id: str, env: Mapping[str, str] | None = None) -> str
     if not action.instruction:
         return None
     return action.instruction.format(language=user_language(env))
+
+
+def action_of(instruction: str, c: Classification) -> str:
+    """The action a request about a selection amounts to, when the desktop chose its
+    instruction itself (from the route): none is an answer; otherwise by the route."""
+    if not instruction.strip():
+        return "answer"
+    if c.route == "quick":
+        return "summarise"
+    if c.route == "reasoning":
+        return "answer"
+    return "explain"
 
 
 def preselect(text: str, c: Classification) -> str:

@@ -37,11 +37,13 @@ from ...core.errors import AllFailed, LabrouterError
 from ...core.peers import ModelInfo, Peer
 from ...core.policy import Candidate, model_matches
 from . import protocol as p
-from .actions import ACTIONS, instruction_for, preselect
+from .actions import ACTIONS, action_of, instruction_for, preselect
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 10.0  # seconds for the window to say it is shown (or failed)
+#: requests about a selection: the window offers the action row for them
+SELECTION_SOURCES = ("hotkey", "selection")
 
 
 class WindowUnavailable(LabrouterError):
@@ -349,13 +351,18 @@ class AnswerSession:
         self._base = req
         c = self.asker.classify(req)
         actions: tuple[p.ActionChoice, ...] = ()
-        if req.bare:
+        first = req
+        if req.bare:  # a bare selection: the action that fits asks
             self._action = preselect(req.prompt, c)
+            first = self._with_action(self._action)
+        elif req.source in SELECTION_SOURCES:  # the desktop chose the instruction already
+            self._action = action_of(req.instruction or "", c)
+        if self._action:
             actions = tuple(p.ActionChoice(a.id, a.label) for a in ACTIONS)
         self.window = window or await WindowProcess.start(self.python, self.env)
         self.marks.opened = self.clock()
         await self.window.send(p.Open("Choosing a model…", req.prompt, actions, self._action))
-        self._ask(self._first_request())
+        self._ask(self._start(first))
         try:
             await self._serve()
         finally:
@@ -374,11 +381,12 @@ class AnswerSession:
 
     # ------------------------------------------------------------ requests
 
-    def _first_request(self) -> AskRequest:
+    def _with_action(self, action_id: str) -> AskRequest:
         assert self._base is not None
-        req = self._base
-        if self._action:
-            req = replace(req, instruction=instruction_for(self._action), bare=False)
+        return replace(self._base, instruction=instruction_for(action_id), bare=False)
+
+    def _start(self, req: AskRequest) -> AskRequest:
+        """The conversation starts (again) with this request."""
         sent = f"{req.instruction}\n\n{req.prompt}" if req.instruction else req.prompt
         self.turns = [Turn(req.prompt, sent)]
         return req
@@ -574,7 +582,7 @@ class AnswerSession:
         self._action = action_id
         await self.window.send(p.Reset(everything=True))
         await self.window.send(p.Status("Choosing a model…"))
-        self._ask(self._first_request())
+        self._ask(self._start(self._with_action(action_id)))
 
     async def _follow_up(self, text: str) -> None:
         if self.busy or not text.strip() or self._base is None:
