@@ -17,7 +17,9 @@ PACKAGES=(
     dunst           # the notification server (org.freedesktop.Notifications), dunstctl
     libnotify-bin   # notify-send: labrouter's Linux notification backend
     libglib2.0-bin  # gdbus: the second Linux notification backend
-    trayer          # a system tray host (_NET_SYSTEM_TRAY_S0) for pystray's xorg backend
+    trayer          # a system tray host (_NET_SYSTEM_TRAY_S0) for the X11 tray (xembed)
+    xterm           # the focused terminal the hotkey must not type into
+    fonts-dejavu-core # the font the X11 tray's menu is drawn with
     python3-tk      # Tk for the system python; a pyenv/uv Python needs its own tkinter
 )
 

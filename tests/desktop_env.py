@@ -318,6 +318,52 @@ class DesktopSession:
         data = json.loads(out.stdout)["data"][0]
         return [(d["summary"]["data"], d["body"]["data"]) for d in reversed(data)]
 
+    def labrouter_windows(self) -> list[dict[str, Any]]:
+        """Every window labrouter shows (WM_CLASS "labrouter" or a labrouter menu), with its
+        place on the screen, name and, for a menu level, the items it shows."""
+        import json
+
+        from Xlib import X, Xatom
+        from Xlib import display as xdisplay
+
+        d = xdisplay.Display(self.env["DISPLAY"])
+        try:
+            root = d.screen().root
+            menu_atom = d.intern_atom("_LABROUTER_MENU")
+            out: list[dict[str, Any]] = []
+
+            def walk(w: Any) -> None:
+                for child in w.query_tree().children:
+                    try:
+                        cls = child.get_wm_class() or ("", "")
+                        prop = child.get_full_property(menu_atom, X.AnyPropertyType)
+                        attrs = child.get_attributes()
+                    except Exception:
+                        continue
+                    if cls[0] == "labrouter" or prop is not None:
+                        geo = child.get_geometry()
+                        pos = root.translate_coords(child, 0, 0)
+                        name = child.get_full_property(Xatom.WM_NAME, X.AnyPropertyType)
+                        out.append({
+                            "id": child.id, "x": pos.x, "y": pos.y, "w": geo.width,
+                            "h": geo.height, "mapped": attrs.map_state == X.IsViewable,
+                            "name": name.value.decode("utf-8", "replace") if name else "",
+                            "menu": json.loads(prop.value) if prop is not None else None})
+                    walk(child)
+
+            walk(root)
+            return out
+        finally:
+            d.close()
+
+    def tray_icon(self) -> dict[str, Any] | None:
+        return next((w for w in self.labrouter_windows() if w["menu"] is None
+                     and w["name"].startswith("labrouter") and w["w"] <= 64), None)
+
+    def open_menus(self) -> list[list[dict[str, Any]]]:
+        return [w["menu"] for w in self.labrouter_windows()
+                if w["menu"] is not None and w["mapped"]]
+
     def screenshot(self, path: Path, crop: tuple[int, int, int, int] | None = None) -> None:
         """A PNG of the root window (Pillow reads X directly; no ImageMagick needed)."""
         from PIL import ImageGrab
@@ -380,7 +426,7 @@ from labrouter.desktop.notify import LogNotifier, NotificationChain
 from labrouter.desktop.clipboard import MemoryClipboard
 from labrouter.desktop.keyboard import NullKeyboard
 from labrouter.desktop.tray import RecentAnswer
-from labrouter.desktop.tray.pystray import PystrayTray
+from labrouter.desktop.tray.xembed import XembedTray
 import asyncio
 
 def server(name, models, loaded=(), up=True, flight=0):
@@ -408,7 +454,7 @@ async def ask(req, on_start=None, on_text=None):
 loop = asyncio.new_event_loop()
 threading.Thread(target=loop.run_forever, daemon=True).start()
 d = Daemon(); d.loop = loop
-tray = PystrayTray()
+tray = XembedTray()
 parts = DesktopParts(tray, NullHotkey("<ctrl>+<alt>+<space>"), MemoryClipboard(), NullKeyboard(),
                      NotificationChain([LogNotifier()], env={}))
 app = DesktopApp(load_context(None), d, ask, parts, wall=time.time)
@@ -417,7 +463,7 @@ app.recent.appendleft(RecentAnswer("def add(a, b): return a - b",
     time.time() - 120))
 app.autostart_state = True
 def ready():
-    print("READY", tray.backend, flush=True)
+    print("READY", tray.name, flush=True)
 threading.Timer(1.5, ready).start()
 threading.Timer(30, app.quit).start()
 sys.exit(app.run())
@@ -425,37 +471,32 @@ sys.exit(app.run())
 
 
 def tray_menu_screenshot(out: Path, python: str, open_submenu: bool = True) -> None:
-    """Run a tray with a representative cluster on pystray's GTK backend (needs a Python
-    with PyGObject), right-click it, open one machine's submenu and save a PNG of the
-    menu. ``python -m tests.desktop_env screenshot docs/tray-menu.png PYTHON``."""
+    """Run a tray with a representative cluster on the X11 tray of our own (what a plain
+    ``pip install`` gets), click it, open one machine's submenu and save a PNG of the
+    menu. ``python -m tests.desktop_env screenshot docs/tray-menu.png``."""
     from PIL import Image
 
     with DesktopSession(tray=True) as s:
-        env = dict(s.env, PYSTRAY_BACKEND="gtk",
-                   PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"),
+        env = dict(s.env, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"),
                    LABROUTER_HOME=str(s.run_dir / "home"))
         proc = s.spawn("menu-app", [python, "-c", MENU_APP], stdout=subprocess.PIPE, env=env)
         line = _readline(proc, 20)
-        if b"READY gtk" not in line:
-            raise RuntimeError(f"the tray did not start on GTK: {line!r}; see "
+        if b"READY xembed" not in line:
+            raise RuntimeError(f"the tray did not start: {line!r}; see "
                                f"{s.run_dir / 'menu-app.log'}")
-        full = s.run_dir / "full.png"
-        s.screenshot(full)
-        with Image.open(full) as im:
-            tray_area = im.convert("RGB").crop((1080, 0, 1280, 32))
-            bg = max(tray_area.getcolors(1 << 16) or [(0, (0, 0, 0))])[1]
-            xs = [x for x in range(tray_area.width) for y in range(tray_area.height)
-                  if tray_area.getpixel((x, y)) != bg]
-        if not xs:
-            raise RuntimeError("the tray icon is not in the tray")
-        x = 1080 + (min(xs) + max(xs)) // 2
-        s.xdotool("mousemove", str(x), "16", "click", "3")
-        time.sleep(0.8)
+        wait_for(lambda: s.tray_icon() is not None, 10, "the tray icon")
+        icon = s.tray_icon()
+        assert icon is not None
+        s.xdotool("mousemove", str(icon["x"] + icon["w"] // 2),
+                  str(icon["y"] + icon["h"] // 2), "click", "1")
+        wait_for(lambda: len(s.open_menus()) == 1, 5, "the menu")
         if open_submenu:
-            # keyboard through the menu: the first Down selects this machine (the title
-            # is greyed out), the second the next machine, Right opens its submenu
-            s.xdotool("key", "Down", "Down", "Right")
-            time.sleep(0.8)
+            (menu,) = s.open_menus()
+            gpu = next(i for i in menu if i["text"].startswith("gpu-box"))
+            s.xdotool("mousemove", str(gpu["x"] + 60), str(gpu["y"] + gpu["h"] // 2))
+            wait_for(lambda: len(s.open_menus()) == 2, 5, "the submenu")
+        time.sleep(0.3)
+        full = s.run_dir / "full.png"
         s.screenshot(full)
         with Image.open(full) as im:
             box = _content_box(im.convert("RGB"))
@@ -482,5 +523,5 @@ if __name__ == "__main__":
                              else sys.executable)
         print(f"wrote {sys.argv[2]}")
     else:
-        print("usage: python -m tests.desktop_env screenshot OUT.png [PYTHON_WITH_GI]")
+        print("usage: python -m tests.desktop_env screenshot OUT.png [PYTHON]")
         raise SystemExit(2)

@@ -598,7 +598,12 @@ def test_machine_lines_show_state_models_and_in_flight() -> None:
     p = Peer(node_id="g", name="gpu-box", servers=(_server(loaded=("qwen3-coder:30b",)),),
              in_flight=2)
     assert tray.machine_lines(p)[:4] == ["State: up", "Loaded: qwen3-coder:30b",
-                                        "Models installed: 2", "Requests in flight: 2"]
+                                        "Models installed: qwen3-coder:30b, qwen3:4b",
+                                        "Requests in flight: 2"]
+    many = ServerState(id="o", url="http://127.0.0.1:1", up=True,
+                       models=tuple(ModelInfo(f"m{i}") for i in range(9)))
+    assert tray.machine_lines(Peer(node_id="m", name="m", servers=(many,)))[2] == \
+        "Models installed: m0, m1, m2, m3, m4, m5 and 3 more"
     paused = Peer(node_id="g", name="g", paused=True, pause_reason="rented out")
     assert tray.machine_state(paused) == "paused (rented out)"
     down = _peer("d", up=False, error="connection refused")
@@ -721,3 +726,15 @@ def test_pyperclip_keeps_an_image_when_there_is_no_text(
     monkeypatch.setattr(cb, "read_text", lambda: None)
     monkeypatch.setattr(cb, "read_image", lambda: b"\x89PNG")
     assert cb.save() == clipboard.Saved("image/png", b"\x89PNG")
+
+
+@pytest.mark.parametrize("combo,platform,expect", [
+    ("<ctrl>+<alt>+<space>", "linux", "Ctrl+Alt+Space"),
+    ("<cmd>+<shift>+<space>", "darwin", "⇧⌘Space"),
+    ("<ctrl>+<alt>+<space>", "darwin", "⌃⌥Space"),
+    ("<cmd>+<alt>+k", "win32", "Win+Alt+K"),
+    ("<ctrl>+<shift>+a", "linux", "Ctrl+Shift+A"),
+])
+def test_the_hotkey_is_written_as_people_write_it(combo: str, platform: str,
+                                                  expect: str) -> None:
+    assert hotkey.human_hotkey(combo, platform) == expect

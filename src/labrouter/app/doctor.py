@@ -49,7 +49,7 @@ def desktop_checks(ctx: Context, env: Mapping[str, str]) -> list[Check]:
     from ..desktop.hotkey import default_hotkey, hotkey_specs
     from ..desktop.keyboard import keyboard_specs
     from ..desktop.notify import NotificationChain, default_chain
-    from ..desktop.tray import tray_specs
+    from ..desktop.tray import MENU_SUPPORT, tray_specs
 
     checks: list[Check] = []
     display = display_reason(env)
@@ -75,6 +75,8 @@ def desktop_checks(ctx: Context, env: Mapping[str, str]) -> list[Check]:
         detail = f"{chosen.name}" if chosen else "none available (null backend)"
         if capability == "hotkey" and chosen:
             detail += f" ({combo})"
+        if capability == "tray":
+            detail += ": " + MENU_SUPPORT[chosen.name if chosen else "null"]
         if forced:
             detail += f"; forced to {forced!r} by LABROUTER_{capability.upper()}_BACKEND"
         checks.append(Check(capability, chosen is not None, detail, fix))

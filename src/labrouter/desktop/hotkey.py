@@ -50,6 +50,35 @@ def default_hotkey(platform: str | None = None) -> str:
     return "<ctrl>+<alt>+<space>"
 
 
+_KEY_WORDS = {"ctrl": "Ctrl", "ctrl_l": "Ctrl", "ctrl_r": "Ctrl", "alt": "Alt", "alt_l": "Alt",
+              "alt_r": "Alt", "alt_gr": "AltGr", "shift": "Shift", "shift_l": "Shift",
+              "shift_r": "Shift", "cmd": "Super", "cmd_l": "Super", "cmd_r": "Super",
+              "space": "Space", "enter": "Enter", "tab": "Tab", "esc": "Esc"}
+_MAC_SYMBOLS = {"ctrl": "⌃", "alt": "⌥", "shift": "⇧", "cmd": "⌘"}
+_MAC_ORDER = "⌃⌥⇧⌘"  # Apple's order for modifier symbols
+
+
+def human_hotkey(combo: str, platform: str | None = None) -> str:
+    """A chord as people write it: ``<ctrl>+<alt>+<space>`` -> ``Ctrl+Alt+Space``; on
+    macOS with Apple's symbols, ``<cmd>+<shift>+<space>`` -> ``⇧⌘Space``; Windows says
+    ``Win`` for the Super key."""
+    platform = platform or sys.platform
+    keys = [p.strip().strip("<>").lower() for p in combo.split("+") if p.strip()]
+    if platform == "darwin":
+        mods = sorted({_MAC_SYMBOLS[k.split("_")[0]] for k in keys
+                       if k.split("_")[0] in _MAC_SYMBOLS}, key=_MAC_ORDER.index)
+        rest = [_KEY_WORDS.get(k, k.upper() if len(k) == 1 else k.capitalize())
+                for k in keys if k.split("_")[0] not in _MAC_SYMBOLS]
+        return "".join(mods) + "+".join(rest)
+    words = []
+    for k in keys:
+        word = _KEY_WORDS.get(k, k.upper() if len(k) == 1 else k.capitalize())
+        if word == "Super" and platform == "win32":
+            word = "Win"
+        words.append(word)
+    return "+".join(words)
+
+
 def xdotool_chord(combo: str) -> str:
     """The same chord in xdotool's syntax (tests, bench): <ctrl>+<alt>+<space> -> ctrl+alt+space."""
     parts = []

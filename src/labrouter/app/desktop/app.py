@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from ...core.errors import LabrouterError
 from ...core.peers import Peer
-from ...desktop.hotkey import WAYLAND_HINT, default_hotkey
+from ...desktop.hotkey import WAYLAND_HINT, default_hotkey, human_hotkey
 from ...desktop.notify import limits_for, preview
 from ...desktop.selection import Capture, SelectionCapture
 from ...desktop.tray import (
@@ -110,7 +110,7 @@ class DesktopApp:
         self.wall = wall
         self.stop_daemon = stop_daemon
         self.config = ctx.config
-        self.hotkey_text = ctx.config.hotkey.ask or default_hotkey()
+        self.hotkey_text = human_hotkey(ctx.config.hotkey.ask or default_hotkey())
         self.limits = limits_for()
         # loop-thread state
         self.recent: collections.deque[RecentAnswer] = collections.deque(maxlen=MAX_RECENT)

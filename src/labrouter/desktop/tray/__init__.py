@@ -1,5 +1,6 @@
 """The tray icon (capability ``tray``): what it shows (``view``, pure) and one module per
-backend (``pystray``, ``null``), chosen here.
+backend (``pystray``; ``xembed``, an X11 tray of our own with a menu drawn by
+``drawn_menu``; ``null``), chosen here.
 
 Each backend module imports its library lazily; this module imports none, so
 ``import labrouter.desktop.tray`` works with no display.
@@ -35,12 +36,13 @@ from .view import (
 __all__ = ["APP_TITLE", "PAUSE_CHOICES", "SEPARATOR", "MenuItem", "NullTray", "RecentAnswer",
            "Tray", "TrayActions", "TrayView", "build_menu", "choose_tray", "cluster_state",
            "find_item", "machine_lines", "machine_state", "menu_texts", "render_icon",
-           "tooltip", "tray_problem", "tray_specs"]
+           "tooltip", "tray_problem", "tray_specs", "xembed_problem", "MENU_SUPPORT"]
 
 log = logging.getLogger(__name__)
 
 
 def tray_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """Why pystray cannot give a tray with a menu here, or None."""
     env = os.environ if env is None else env
     import importlib.util
 
@@ -49,14 +51,31 @@ def tray_problem(env: Mapping[str, str] | None = None) -> str | None:
         return reason
     if importlib.util.find_spec("pystray") is None:
         return "pystray is not installed"
-    if sys.platform.startswith("linux"):
-        if is_wayland(env) and importlib.util.find_spec("gi") is None:
-            return ("Wayland without PyGObject: pystray has no tray there (install "
-                    "python3-gi and gir1.2-ayatanaappindicator3-0.1)")
-        if env.get("DISPLAY") and importlib.util.find_spec("gi") is None and \
-                not _x11_tray_owner(env):
-            return ("no system tray on this X display (no _NET_SYSTEM_TRAY_S0 owner); "
-                    "GNOME needs the AppIndicator extension")
+    if sys.platform.startswith("linux") and importlib.util.find_spec("gi") is None:
+        return ("PyGObject is not installed, so pystray could only use its xorg backend, "
+                "which has no menu")
+    return None
+
+
+def xembed_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """Why the X11 tray of our own cannot run here, or None."""
+    env = os.environ if env is None else env
+    import importlib.util
+
+    if not sys.platform.startswith("linux"):
+        return "only on Linux (X11)"
+    if not env.get("DISPLAY"):
+        return ("Wayland without an X display: no XEmbed tray (install PyGObject for "
+                "pystray's AppIndicator tray)" if is_wayland(env) else
+                "no X11 display (DISPLAY is not set)")
+    reason = display_reason(env)
+    if reason:
+        return reason
+    if importlib.util.find_spec("Xlib") is None:
+        return "python-xlib is not installed"
+    if not _x11_tray_owner(env):
+        return ("no system tray on this X display (no _NET_SYSTEM_TRAY_S0 owner); "
+                "GNOME needs the AppIndicator extension")
     return None
 
 
@@ -83,8 +102,23 @@ def _pystray() -> Tray:
     return PystrayTray()
 
 
+def _xembed() -> Tray:
+    from .xembed import XembedTray
+
+    return XembedTray()
+
+
+#: what each backend offers, for doctor ("which tray runs and whether it has a menu")
+MENU_SUPPORT = {"pystray": "icon with a menu (pystray)",
+                "xembed": "icon with a menu, a tooltip and clicks (X11 system tray)",
+                "null": "no icon: use the hotkey; answers come as notifications"}
+
+
 def tray_specs(env: Mapping[str, str] | None = None) -> list[BackendSpec[Tray]]:
-    return [BackendSpec("pystray", lambda: tray_problem(env), _pystray)]
+    """pystray first (AppIndicator/GTK on Linux with PyGObject, the native tray on macOS
+    and Windows), then the X11 tray of our own, which needs nothing beyond pip."""
+    return [BackendSpec("pystray", lambda: tray_problem(env), _pystray),
+            BackendSpec("xembed", lambda: xembed_problem(env), _xembed)]
 
 
 def choose_tray(env: Mapping[str, str] | None = None) -> Choice[Tray]:

@@ -15,6 +15,7 @@ from typing import Any
 from ...core.peers import NodeState, Peer
 
 APP_TITLE = "labrouter"
+MAX_MODEL_NAMES = 6  # in a machine's submenu; a menu line must stay readable
 
 
 def cluster_state(peers: Sequence[Peer]) -> str:
@@ -73,8 +74,10 @@ def machine_lines(p: Peer) -> list[str]:
     lines = [f"State: {machine_state(p)}"]
     loaded = [m for s in p.servers for m in s.loaded]
     lines.append("Loaded: " + (", ".join(loaded) if loaded else "none"))
-    n_models = len({m.name for s in p.servers for m in s.models})
-    lines.append(f"Models installed: {n_models}")
+    names = sorted({m.name for s in p.servers for m in s.models})
+    shown = ", ".join(names[:MAX_MODEL_NAMES]) or "none"
+    more = len(names) - MAX_MODEL_NAMES
+    lines.append(f"Models installed: {shown}" + (f" and {more} more" if more > 0 else ""))
     in_flight = p.in_flight or sum(s.in_flight for s in p.servers)
     lines.append(f"Requests in flight: {in_flight}")
     for s in p.servers:
