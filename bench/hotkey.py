@@ -3,9 +3,9 @@ the moment the request is ready to go (selection capture + classification + choi
 without the model.
 
 Starts a private desktop (tests/desktop_env.py: Xvfb, D-Bus, dunst), a Tk window with
-selected text and a fake Ollama on 127.0.0.1; then, with the real backends (pynput's
-listener, xclip, pynput's keyboard), presses the default chord 20 times with xdotool and
-times each step. Two capture paths: ``primary`` (X11 PRIMARY, the Linux default) and
+selected text and a fake Ollama on 127.0.0.1; then, with the real backends (the key
+grabbed with XGrabKey, xclip, pynput's keyboard), presses the default chord 20 times with
+xdotool and times each step. Two capture paths: ``primary`` (X11 PRIMARY, the Linux default) and
 ``copy`` (save clipboard, Ctrl+C, restore; what macOS and Windows do), with the hotkey's
 modifiers held 150 ms like a person (the copy path must wait for their release).
 
@@ -38,7 +38,8 @@ def bench(path: str, presses: int, session: DesktopSession, url: str) -> dict[st
     from labrouter.core.config import ServerConfig, parse_config
     from labrouter.core.peers import ModelInfo, ServerState, static_peers
     from labrouter.desktop.clipboard.xclip import XclipClipboard
-    from labrouter.desktop.hotkey import PynputHotkey, default_hotkey, xdotool_chord
+    from labrouter.desktop.hotkey import default_hotkey, xdotool_chord
+    from labrouter.desktop.hotkey.x11 import X11GrabHotkey
     from labrouter.desktop.keyboard.pynput import PynputKeyboard
     from labrouter.desktop.selection import SelectionCapture
 
@@ -51,7 +52,7 @@ def bench(path: str, presses: int, session: DesktopSession, url: str) -> dict[st
     asker = Asker(cfg, lambda: peers)
     combo = default_hotkey()
     chord = xdotool_chord(combo).split("+")
-    hk = PynputHotkey(combo, debounce=0.0)
+    hk = X11GrabHotkey(combo, debounce=0.0)
     kb = PynputKeyboard(hk.modifiers_down)
     capture = SelectionCapture(XclipClipboard(), kb, use_primary=(path == "primary"))
     done = threading.Event()

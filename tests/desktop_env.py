@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REQUIRED = ("Xvfb", "xdotool", "xclip", "dbus-daemon", "dbus-monitor", "dunst")
+REQUIRED = ("Xvfb", "xdotool", "xclip", "dbus-daemon", "dbus-monitor", "dunst", "trayer")
 
 BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -60,6 +60,25 @@ def ready():
     print("READY", flush=True)
 root.after(300, ready)
 root.mainloop()
+"""
+
+
+#: runs inside xterm: every byte the terminal sends to its program is appended to a file
+#: (raw mode: nothing is line-buffered or interpreted), so a test reads exactly what a
+#: key press typed into the terminal's input line
+STDIN_RECORDER = r"""
+import os, sys, termios, tty
+out = sys.argv[1]
+fd = sys.stdin.fileno()
+tty.setraw(fd)
+with open(out, "ab", buffering=0) as f:
+    f.write(b"")
+    os.rename(out, out)  # the file exists: the recorder is ready
+    while True:
+        data = os.read(fd, 1024)
+        if not data:
+            break
+        f.write(data)
 """
 
 
@@ -259,6 +278,17 @@ class DesktopSession:
         line = _readline(proc, 15)
         if b"READY" not in line:
             raise RuntimeError(f"the Tk window did not start: {line!r}")
+        return proc
+
+    def xterm_recording_input(self, out: Path) -> subprocess.Popen[bytes]:
+        """An xterm whose program records every byte typed into it to ``out``; focused
+        (the pointer rests on it: with no window manager, focus follows the pointer)."""
+        proc = self.spawn("xterm", ["xterm", "-geometry", "80x10+50+100", "-title",
+                                    "labrouter-test-xterm", "-e", sys.executable, "-c",
+                                    STDIN_RECORDER, str(out)])
+        wait_for(out.exists, 15, "the xterm's recorder")
+        time.sleep(0.3)
+        self.xdotool("mousemove", "200", "150")
         return proc
 
     def press(self, chord: str, hold: float = 0.15) -> None:

@@ -738,3 +738,80 @@ def test_pyperclip_keeps_an_image_when_there_is_no_text(
 def test_the_hotkey_is_written_as_people_write_it(combo: str, platform: str,
                                                   expect: str) -> None:
     assert hotkey.human_hotkey(combo, platform) == expect
+
+
+# ------------------------------------------------------------------ the hotkey is consumed
+
+
+def test_chords_parse_and_reject_what_is_not_one_key() -> None:
+    assert hotkey.parse_chord("<ctrl>+<alt>+<space>") == hotkey.Chord(
+        frozenset({"ctrl", "alt"}), "space")
+    assert hotkey.parse_chord("<cmd_l>+<shift>+K") == hotkey.Chord(
+        frozenset({"cmd", "shift"}), "k")
+    with pytest.raises(ValueError, match="one key"):
+        hotkey.parse_chord("<ctrl>+<alt>")
+    with pytest.raises(ValueError, match="one key"):
+        hotkey.parse_chord("<ctrl>+a+b")
+
+
+def test_windows_swallows_exactly_the_chord() -> None:
+    from labrouter.desktop.hotkey.chord import win32_swallow
+
+    chord = hotkey.parse_chord("<ctrl>+<alt>+<space>")
+    assert win32_swallow(chord, 0x20, frozenset({"ctrl", "alt"}))
+    assert not win32_swallow(chord, 0x20, frozenset({"ctrl"}))  # Ctrl+Space: an IME's
+    assert not win32_swallow(chord, 0x20, frozenset({"ctrl", "alt", "shift"}))
+    assert not win32_swallow(chord, 0x41, frozenset({"ctrl", "alt"}))
+
+
+def test_the_windows_hook_fires_once_and_suppresses_down_and_up() -> None:
+    """pynput's filter with a fake listener: the modifiers pass, the chord's key is
+    suppressed (pynput's suppress_event raises) and fires the hotkey on key-down only."""
+    from labrouter.desktop.hotkey.pynput import PynputHotkey
+
+    class Suppressed(Exception):
+        pass
+
+    class Listener:
+        def suppress_event(self) -> None:
+            raise Suppressed
+
+    hk = PynputHotkey.__new__(PynputHotkey)
+    hk.chord = hotkey.parse_chord("<ctrl>+<alt>+<space>")
+    hk._win_held = set()
+    fired: list[int] = []
+    hk._fire = lambda: fired.append(1)
+    hk._listener = Listener()
+
+    def key(msg: int, vk: int) -> bool:
+        return hk._win32_filter(msg, type("D", (), {"vkCode": vk})())
+
+    assert key(0x100, 0xA2) and key(0x104, 0xA4)  # Ctrl, Alt down: passed on
+    with pytest.raises(Suppressed):
+        key(0x104, 0x20)  # Space down (WM_SYSKEYDOWN with Alt)
+    with pytest.raises(Suppressed):
+        key(0x105, 0x20)  # Space up
+    assert fired == [1]
+    assert key(0x101, 0xA2) and key(0x105, 0xA4)
+    assert key(0x100, 0x20)  # Space alone: typed as usual
+    assert fired == [1]
+
+
+def test_the_macos_event_tap_swallows_exactly_the_chord() -> None:
+    from labrouter.desktop.hotkey.chord import MAC_FLAGS, darwin_swallow
+
+    chord = hotkey.parse_chord("<cmd>+<shift>+<space>")
+    flags = MAC_FLAGS["cmd"] | MAC_FLAGS["shift"] | 0x100  # plus a device-dependent bit
+    assert darwin_swallow(chord, 49, flags)
+    assert not darwin_swallow(chord, 49, MAC_FLAGS["cmd"])  # Cmd+Space: Spotlight's
+    assert not darwin_swallow(chord, 0, flags)
+
+
+def test_on_x11_the_key_is_grabbed_never_only_listened_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    specs = hotkey.hotkey_specs("<ctrl>+<alt>+<space>", {"DISPLAY": ":9"})
+    assert [s.name for s in specs] == ["x11", "pynput"]
+    monkeypatch.setattr(hotkey.sys, "platform", "linux")
+    probes = {s.name: s.probe() for s in specs}
+    assert probes["x11"] is None or "python-xlib" in probes["x11"]
+    assert "let it through" in (probes["pynput"] or "")

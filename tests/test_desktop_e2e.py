@@ -10,9 +10,11 @@ Each test is bounded (well under 60 s); every process is ended by its own id.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,7 +133,7 @@ def test_hotkey_on_selected_text_answers_in_a_notification(
     before = len(session.notify_calls())
     chats = fake.count("/api/chat")
     try:
-        assert _tray_pixels(session, tmp_path) > 20, "the tray icon is not docked"
+        wait_for(lambda: _tray_pixels(session, tmp_path) > 20, 10, "the tray icon drawn")
         session.press(CHORD)
         got = session.wait_notification(lambda n: ANSWER in n.body, 20, since=before)
         assert got.summary == "qwen3:4b on testbox (quick)"
@@ -251,6 +253,38 @@ def test_tray_menu_opens_from_a_click_and_pauses_this_machine(
     finally:
         rc = app.stop()
     assert rc == 0, app.tail()
+
+
+@pytest.mark.skipif(shutil.which("xterm") is None, reason="xterm is not installed")
+def test_the_hotkey_never_types_into_the_focused_terminal(
+        session: DesktopSession, fake: FakeOllama, tmp_path: Path) -> None:
+    """20 presses of Ctrl+Alt+Space with xterm focused leave its input line empty: the key
+    is grabbed, not listened for. The control presses first show that the same chord,
+    not grabbed, does type into the terminal (so this test can fail)."""
+    typed = tmp_path / "typed.bin"
+    term = session.xterm_recording_input(typed)
+    try:
+        session.xdotool("type", "ab")
+        wait_for(lambda: typed.read_bytes() == b"ab", 5, "the recorder to see typing")
+        session.press(CHORD)
+        wait_for(lambda: len(typed.read_bytes()) > 2, 5, "the ungrabbed chord to type")
+        before = typed.read_bytes()
+        session.set_clipboard("What is the capital of France?", "primary")
+        app = RunningApp(session, fake, tmp_path)
+        try:
+            for _ in range(20):
+                session.press(CHORD)
+                time.sleep(0.35)  # presses closer than 0.3 s count as one
+            wait_for(lambda: app.text().count("hotkey pressed (grabbed") >= 20, 10,
+                     "the app to see 20 presses")
+            time.sleep(0.5)
+            assert typed.read_bytes() == before, typed.read_bytes()[len(before):]
+        finally:
+            rc = app.stop()
+        assert rc == 0, app.tail()
+    finally:
+        term.terminate()
+        term.wait(5)
 
 
 def test_the_copy_path_gives_back_an_image_and_bytes_that_are_not_utf8(

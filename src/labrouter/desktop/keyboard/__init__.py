@@ -1,5 +1,6 @@
 """Simulated keystrokes (capability ``keyboard``): wait until the hotkey's modifiers are
-up, then send copy (Cmd+C on macOS, Ctrl+C elsewhere). Backends: ``pynput``, ``null``.
+up, then send copy (Cmd+C on macOS, Ctrl+C elsewhere). Backends: ``xtest`` (X11, python-xlib),
+``pynput`` (macOS, Windows), ``null``.
 Each backend module imports its library lazily; this module imports none."""
 
 from __future__ import annotations
@@ -43,7 +44,29 @@ def keyboard_specs(env: Mapping[str, str] | None = None,
 
         return PynputKeyboard(modifiers_down)
 
-    return [BackendSpec("pynput", probe, build)]
+    def xtest_probe() -> str | None:
+        import importlib.util
+
+        if not sys.platform.startswith("linux"):
+            return "only on Linux (X11)"
+        if is_wayland(env):
+            return "Wayland: X11 keystrokes do not reach Wayland applications"
+        if not env.get("DISPLAY"):
+            return "no X11 display (DISPLAY is not set)"
+        if importlib.util.find_spec("Xlib") is None:
+            return "python-xlib is not installed"
+        return None
+
+    def build_xtest() -> Keyboard:
+        from .xtest import XtestKeyboard
+
+        return XtestKeyboard()
+
+    specs = [BackendSpec("pynput", probe, build)]
+    # X11: python-xlib is always there (pynput is not, on a plain pip install)
+    if sys.platform.startswith("linux"):
+        specs.insert(0, BackendSpec("xtest", xtest_probe, build_xtest))
+    return specs
 
 
 def choose_keyboard(env: Mapping[str, str] | None = None,
