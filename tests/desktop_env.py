@@ -225,7 +225,7 @@ class DesktopSession:
         wait_for(lambda: "NameLost" in self.monitor_log.read_text(errors="replace"), 10,
                  "dbus-monitor")
         dunstrc = self.run_dir / "dunstrc"
-        dunstrc.write_text("[global]\n    history_length = 100\n    markup = no\n")
+        dunstrc.write_text("[global]\n    history_length = 100\n    markup = full\n")
         self.spawn("dunst", ["dunst", "-config", str(dunstrc)])
         wait_for(self.notification_server_up, 10, "the notification server")
         if self.tray:
@@ -360,6 +360,7 @@ class DesktopSession:
         try:
             root = d.screen().root
             menu_atom = d.intern_atom("_LABROUTER_MENU")
+            net_name = d.intern_atom("_NET_WM_NAME")
             out: list[dict[str, Any]] = []
 
             def walk(w: Any) -> None:
@@ -373,7 +374,8 @@ class DesktopSession:
                     if cls[0] == "labrouter" or prop is not None:
                         geo = child.get_geometry()
                         pos = root.translate_coords(child, 0, 0)
-                        name = child.get_full_property(Xatom.WM_NAME, X.AnyPropertyType)
+                        name = child.get_full_property(net_name, X.AnyPropertyType) or \
+                            child.get_full_property(Xatom.WM_NAME, X.AnyPropertyType)
                         out.append({
                             "id": child.id, "x": pos.x, "y": pos.y, "w": geo.width,
                             "h": geo.height, "mapped": attrs.map_state == X.IsViewable,

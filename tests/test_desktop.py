@@ -458,7 +458,7 @@ def test_forcing_a_notification_backend() -> None:
 def test_default_chains_per_os() -> None:
     names = {p: [n.name for n in notify.default_chain(p, env={})]
              for p in ("linux", "darwin", "win32")}
-    assert names == {"linux": ["plyer", "notify-send", "gdbus", "log"],
+    assert names == {"linux": ["dbus", "plyer", "notify-send", "gdbus", "log"],
                      "darwin": ["plyer", "osascript", "log"],
                      "win32": ["plyer", "tray", "log"]}
 
@@ -815,3 +815,29 @@ def test_on_x11_the_key_is_grabbed_never_only_listened_for(
     probes = {s.name: s.probe() for s in specs}
     assert probes["x11"] is None or "python-xlib" in probes["x11"]
     assert "let it through" in (probes["pynput"] or "")
+
+
+# ------------------------------------------------------------------ notifications as written
+
+
+def test_markup_is_escaped_for_the_freedesktop_servers() -> None:
+    calls: list[list[str]] = []
+
+    def run(args: list[str], **kw: Any) -> subprocess.CompletedProcess[bytes]:
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, b"", b"")
+
+    env = {"DBUS_SESSION_BUS_ADDRESS": "unix:abstract=x"}
+    notify.NotifySendNotifier(platform="linux", env=env, run=run,
+                              which=lambda n: n).send("T", "List<int> xs = new List<int>(); a&b")
+    assert calls[-1][-1] == "List&lt;int&gt; xs = new List&lt;int&gt;(); a&amp;b"
+    notify.GdbusNotifier(platform="linux", env=env, run=run, which=lambda n: n).send(
+        "T", "<br>")
+    assert "'&lt;br&gt;'" in calls[-1]
+
+
+def test_the_chain_shows_plainly_where_no_backend_can_replace() -> None:
+    a = FakeNotifier("a")
+    chain = notify.NotificationChain([a], env={})
+    shown = chain.show("T", "B", replaces=notify.Shown("a", 3), actions=(("copy", "Copy"),))
+    assert shown == notify.Shown("a", 0) and a.sent == [("T", "B")]

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labrouter.app.desktop.app import DesktopApp
+from labrouter.app.desktop.history import RecentStore
 from labrouter.app.desktop.parts import DesktopParts
 from labrouter.app.settings import Context, load_context
-from labrouter.ask import AskRequest, AskResult
+from labrouter.ask import AskRequest, AskResult, Done, Started, Text
+from labrouter.core.classify import Classifier
 from labrouter.core.config import DesktopConfig
 from labrouter.core.errors import AllFailed, NoCandidate
 from labrouter.core.peers import Peer, ServerState
@@ -61,7 +63,8 @@ class Cand:
 
 
 class FakeAsker:
-    """Answers after ``gate`` is set (or at once); records the requests."""
+    """Streams Started then Done after ``gate`` is set (or at once); records the requests;
+    classifies with the real classifier."""
 
     def __init__(self, answer: str = "42.", error: Exception | None = None) -> None:
         self.answer = answer
@@ -69,19 +72,32 @@ class FakeAsker:
         self.requests: list[AskRequest] = []
         self.gate: asyncio.Event | None = None
         self.started = asyncio.Event()
+        self.closed = 0  # streams closed before their end (cancelled)
+        self.finish_reason = "stop"
+        self.classifier = Classifier({})
 
-    async def ask(self, req: AskRequest, on_start: Callable[[Any], None] | None = None,
-                  on_text: Callable[[str], None] | None = None) -> AskResult:
+    def classify(self, req: AskRequest) -> Any:
+        return self.classifier.classify(req.prompt, image=req.image is not None)
+
+    async def stream(self, req: AskRequest) -> AsyncIterator[Any]:
         self.requests.append(req)
         if self.error is not None:
             raise self.error
-        if on_start:
-            on_start(Cand("qwen3:4b", "quick", Peer(node_id="g", name="gpu-box")))
-        self.started.set()
-        if self.gate is not None:
-            await self.gate.wait()
-        return AskResult(answer=self.answer, route="quick", node="gpu-box", server="ollama",
-                         model="qwen3:4b")
+        done = False
+        try:
+            yield Started(Cand("qwen3:4b", "quick", Peer(node_id="g", name="gpu-box")),
+                          self.classify(req), "quick")
+            self.started.set()
+            if self.gate is not None:
+                await self.gate.wait()
+            yield Text(self.answer)
+            done = True
+            yield Done(AskResult(answer=self.answer, route="quick", node="gpu-box",
+                                 server="ollama", model="qwen3:4b",
+                                 finish_reason=self.finish_reason))
+        finally:
+            if not done:
+                self.closed += 1
 
 
 @dataclasses.dataclass
@@ -94,15 +110,29 @@ class RecordingNotifier:
     def problem(self) -> str | None:
         return None
 
+    shown: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    actions: dict[int, Callable[[str], None]] = dataclasses.field(default_factory=dict)
+
     def send(self, title: str, body: str) -> None:
+        self.show(title, body)
+
+    def show(self, title: str, body: str, replaces: int = 0,
+             actions: Any = (), on_action: Any = None, timeout_ms: Any = None) -> int:
+        """As the freedesktop backend: an id per notification, replaces kept."""
         self.sent.append((title, body))
+        nid = replaces or len(self.shown) + 1
+        self.shown.append({"title": title, "body": body, "id": nid, "replaces": replaces,
+                           "actions": tuple(actions)})
+        if on_action is not None:
+            self.actions[nid] = on_action
+        return nid
 
 
 class App:
     def __init__(self, ctx: Context, selected: str = "some selected text",
                  clipboard: str | None = "user clipboard", answer: str = "42.",
                  copy_answer: str = "when-shortened", busy: str = "queue",
-                 error: Exception | None = None) -> None:
+                 error: Exception | None = None, store: RecentStore | None = None) -> None:
         cfg = dataclasses.replace(ctx.config, desktop=DesktopConfig(copy_answer=copy_answer,
                                                                     busy=busy))
         self.ctx = dataclasses.replace(ctx, config=cfg)
@@ -115,8 +145,10 @@ class App:
         self.daemon = FakeDaemon()
         self.asker = FakeAsker(answer, error)
         self.opened: list[Path] = []
-        self.app = DesktopApp(self.ctx, self.daemon, self.asker.ask, self.parts,
-                              opener=self.opened.append, wall=lambda: 1000.0)
+        self.now = 100.0
+        self.app = DesktopApp(self.ctx, self.daemon, self.asker, self.parts,
+                              opener=self.opened.append, wall=lambda: 1000.0,
+                              clock=lambda: self.now, store=store)
 
     async def start(self) -> None:
         self.daemon.loop = asyncio.get_running_loop()
@@ -124,8 +156,11 @@ class App:
 
     async def press_and_wait(self) -> None:
         await self.app.handle_press()
+        await self.wait()
+
+    async def wait(self) -> None:
         if self.app.current is not None:
-            await self.app.current
+            await asyncio.wait_for(self.app.current.task, 5)
 
     @property
     def sent(self) -> list[tuple[str, str]]:
@@ -142,10 +177,15 @@ async def test_a_press_asks_and_shows_asking_then_the_answer(ctx: Context) -> No
     await a.start()
     await a.press_and_wait()
     (req,) = a.asker.requests
-    assert (req.prompt, req.source, req.bare, req.image) == ("some selected text", "hotkey",
-                                                            True, None)
+    assert (req.prompt, req.source, req.image) == ("some selected text", "hotkey", None)
+    # prose: summarised, bounded by the classified route's desktop_max_tokens
+    assert req.instruction == "Summarise this concisely:" and not req.bare
+    assert req.options.max_tokens == ctx.config.route("quick").desktop_max_tokens == 1024
     assert a.sent == [("labrouter", "Asking qwen3:4b on gpu-box (quick)…"),
                       ("qwen3:4b on gpu-box (quick)", "42.")]
+    # the answer replaced the "Asking..." bubble and offers Copy
+    asking, answer = a.log.shown
+    assert answer["replaces"] == asking["id"] and answer["actions"] == (("copy", "Copy"),)
     assert a.cb.text == "user clipboard" and a.cb.writes == []  # it fit: untouched
     assert a.app.recent[0].answer == "42."
     assert tray.find_item(a.tray.menu, "Recent answers (click").submenu
@@ -190,22 +230,26 @@ async def test_an_image_on_the_clipboard_goes_with_the_request(ctx: Context) -> 
     assert a.asker.requests[0].image == b"\x89PNG"
 
 
-@pytest.mark.parametrize("error,words", [
+@pytest.mark.parametrize("error,expect", [
     (NoCandidate("no live server has a model for this request", hint="Run doctor."),
-     ["no live server", "Run doctor."]),
-    (AllFailed("no candidate could answer (1 tried)",
-               [("qwen3:4b on gpu", "connection refused")]),
-     ["no candidate could answer", "Tried: qwen3:4b on gpu: connection refused"]),
+     "No machine with a model for this is up right now. Start Ollama (or your model "
+     "server) on one of your machines, then try again."),
+    (AllFailed("no candidate could answer (2 tried)",
+               [("smollm2 on desk", "smollm2 on desk: cannot reach llama: All connection "
+                 "attempts failed"),
+                ("qwen3:4b on gpu", "qwen3:4b on gpu: timed out after 60 s")]),
+     "No model could answer.\n"
+     "smollm2 on desk could not be reached (is its model server running?)\n"
+     "qwen3:4b on gpu took too long to answer\n"
+     "Open the tray menu to see which machines are up."),
 ])
-async def test_a_failure_says_what_failed_and_what_was_tried(ctx: Context, error: Exception,
-                                                             words: list[str]) -> None:
+async def test_a_failure_reads_plainly_and_names_each_machine_once(
+        ctx: Context, error: Exception, expect: str) -> None:
     a = App(ctx, error=error)
     await a.start()
     await a.press_and_wait()
     title, body = a.sent[-1]
-    assert title == "labrouter could not answer"
-    for w in words:
-        assert w in body
+    assert (title, body) == ("labrouter could not answer", expect)
 
 
 async def test_busy_queue_asks_the_second_question_after_the_first(ctx: Context) -> None:
@@ -220,7 +264,7 @@ async def test_busy_queue_asks_the_second_question_after_the_first(ctx: Context)
     assert len(a.asker.requests) == 1
     a.asker.gate.set()
     assert a.app.current is not None
-    await asyncio.wait_for(a.app.current, 5)
+    await a.wait()
     assert [r.prompt for r in a.asker.requests] == ["some selected text", "second question"]
     assert [t for t, _ in a.sent].count("qwen3:4b on gpu-box (quick)") == 2
 
@@ -231,12 +275,13 @@ async def test_busy_queue_is_bounded(ctx: Context) -> None:
     a.asker.gate = asyncio.Event()
     await a.app.handle_press()
     await asyncio.wait_for(a.asker.started.wait(), 5)
-    for _ in range(4):
+    for i in range(4):
+        a.cb.primary = f"question {i}"
         await a.app.handle_press()
     assert len(a.app.pending) == 3 and a.sent[-1][0] == "Busy"
     a.asker.gate.set()
     assert a.app.current is not None
-    await asyncio.wait_for(a.app.current, 5)
+    await a.wait()
     assert len(a.asker.requests) == 4
 
 
@@ -251,12 +296,14 @@ async def test_busy_cancel_drops_the_running_request(ctx: Context) -> None:
     a.asker.started.clear()
     await a.app.handle_press()
     assert first is not None and first is not a.app.current
-    await asyncio.sleep(0)
-    assert first.cancelled() or first.done()
-    assert ("Cancelled", "The previous question was cancelled; asking the new one.") in a.sent
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert first.task.cancelled() or first.task.done()
+    assert ("Cancelled", "The question was cancelled.") in a.sent
+    assert a.asker.closed == 1  # the stream was closed: the server stops generating
     a.asker.gate.set()
     assert a.app.current is not None
-    await asyncio.wait_for(a.app.current, 5)
+    await a.wait()
     answers = [t for t, _ in a.sent if t.startswith("qwen3:4b")]
     assert answers == ["qwen3:4b on gpu-box (quick)"]  # only the new one was answered
 
@@ -389,13 +436,13 @@ async def test_control_ask_selection_for_a_desktop_shortcut(ctx: Context) -> Non
     assert await handler({"cmd": "ask-selection", "text": "from wl-paste"}) == {
         "outcome": "asking"}
     assert a.app.current is not None
-    await a.app.current
+    await a.wait()
     assert a.asker.requests[-1].prompt == "from wl-paste"
     assert a.asker.requests[-1].source == "selection"
     assert a.sent[-1] == ("qwen3:4b on gpu-box (quick)", "42.")
     assert await handler({"text": "  "}) == {"outcome": "nothing-selected"}
     assert await handler({}) == {"outcome": "pressed"}  # captured here, as the hotkey
-    await a.app.current
+    await a.wait()
     assert a.asker.requests[-1].prompt == "some selected text"
 
 
@@ -409,7 +456,7 @@ async def test_a_capture_that_fails_says_so_and_the_next_press_works(ctx: Contex
     a.app.capture.capture = broken  # type: ignore[method-assign]
     await a.press_and_wait()
     assert a.sent and a.sent[-1][0] == "Could not read the selection"
-    assert "xclip did not answer" in a.sent[-1][1]
+    assert "labrouter doctor" in a.sent[-1][1]
     assert not a.app.capturing and a.asker.requests == []
 
 
@@ -417,22 +464,23 @@ async def test_an_unexpected_error_is_notified_and_the_queue_goes_on(ctx: Contex
     a = App(ctx)
     await a.start()
     calls = 0
-    real = a.asker.ask
+    real = a.asker.stream
 
-    async def flaky(req: AskRequest, on_start: Any = None, on_text: Any = None) -> AskResult:
+    async def flaky(req: AskRequest) -> AsyncIterator[Any]:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise KeyError("model")
-        return await real(req, on_start=on_start)
+        async for ev in real(req):
+            yield ev
 
-    a.app.ask = flaky
+    a.asker.stream = flaky  # type: ignore[method-assign]
     await a.app.handle_press()
     a.cb.primary = "second question"
     await a.app.handle_press()  # queued behind the first
-    assert a.app.current is not None
-    await a.app.current
-    assert ("labrouter could not answer", "KeyError: 'model'") in a.sent
+    await a.wait()
+    assert ("labrouter could not answer",
+            "Something went wrong inside labrouter; the log has the details.") in a.sent
     assert a.app.busy_text == ""
     assert [r.prompt for r in a.asker.requests] == ["second question"]
 
@@ -450,3 +498,177 @@ async def test_an_answer_is_shown_even_when_copying_it_fails(ctx: Context) -> No
     assert title == "qwen3:4b on gpu-box (quick)"
     assert "Recent answers" in body and "copied" not in body
     assert a.app.recent[0].answer == LONG
+
+
+# ------------------------------------------------------------------ cancel and bounds
+
+
+async def test_a_press_while_busy_offers_to_cancel_and_a_second_press_does(
+        ctx: Context) -> None:
+    a = App(ctx, busy="ask")
+    await a.start()
+    a.asker.gate = asyncio.Event()
+    await a.app.handle_press()
+    await asyncio.wait_for(a.asker.started.wait(), 5)
+    first = a.app.current
+    a.now += 12
+    a.cb.primary = "a newer question"
+    await a.app.handle_press()
+    title, body = a.sent[-1]
+    assert title == "Still answering your last question"
+    assert "qwen3:4b on gpu-box (quick) for 12 s" in body and "Ctrl+Alt+Space again" in body
+    assert a.app.current is first and len(a.asker.requests) == 1  # nothing queued
+    a.now += 2  # within the window: the second press cancels and asks
+    await a.app.handle_press()
+    assert a.app.current is not first
+    a.asker.gate.set()
+    await a.wait()
+    assert [r.prompt for r in a.asker.requests] == ["some selected text", "a newer question"]
+    assert a.asker.closed == 1
+
+
+async def test_the_tray_shows_the_running_question_with_its_time_and_cancels_it(
+        ctx: Context) -> None:
+    a = App(ctx)
+    await a.start()
+    a.asker.gate = asyncio.Event()
+    await a.app.handle_press()
+    await asyncio.wait_for(a.asker.started.wait(), 5)
+    a.now += 75
+    a.app.refresh()
+    busy = tray.find_item(a.tray.menu, "Asking qwen3:4b on gpu-box (quick)…")
+    assert busy.text.endswith("1 min 15 s") and not busy.enabled
+    assert a.tray.title == "labrouter: asking qwen3:4b on gpu-box (quick)… 1 min 15 s"
+    cancel = tray.find_item(a.tray.menu, "Cancel this question")
+    assert cancel.action is not None
+    cancel.action()  # the tray's thread: handed to the loop
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(a.app.current.task, 5)  # type: ignore[union-attr]
+    assert a.asker.closed == 1 and a.sent[-1] == ("Cancelled", "The question was cancelled.")
+    a.app.refresh()
+    with pytest.raises(KeyError):
+        tray.find_item(a.tray.menu, "Cancel this question")
+    assert a.tray.title.startswith("labrouter: all up") or "machines" in a.tray.title
+
+
+async def test_an_answer_cut_by_the_length_limit_says_so(ctx: Context) -> None:
+    a = App(ctx, answer="A long story that")
+    a.asker.finish_reason = "length"
+    await a.start()
+    await a.press_and_wait()
+    title, body = a.sent[-1]
+    assert body == ("A long story that\n(cut short: the answer reached this route's "
+                    "length limit)")
+
+
+async def test_an_older_answer_never_touches_the_clipboard(ctx: Context) -> None:
+    """A queued or late answer arrives after the user asked something newer: shown and
+    kept in Recent answers, but the clipboard stays the user's."""
+    a = App(ctx, answer=LONG, copy_answer="always")
+    await a.start()
+    running = a.app.current
+    from labrouter.ask import AskResult as R
+
+    a.app.seq = 5  # the user has asked newer questions since
+    result = R(answer=LONG, route="quick", node="gpu-box", server="ollama", model="qwen3:4b")
+    await a.app.deliver("old question", result, newest=False)
+    assert a.cb.writes == [] and a.cb.text == "user clipboard"
+    assert a.app.recent[0].question == "old question"
+    assert running is None
+    await a.app.deliver("new question", result, newest=True)
+    assert a.cb.text == LONG
+
+
+# ------------------------------------------------------------------ the right question
+
+
+@pytest.mark.parametrize("text,instruction", [
+    ("What is the capital of France?", ""),
+    ("explain how TCP slow start works", ""),
+    ("def add(a, b):\n    return a - b\n", "Explain this code and point out any bugs:"),
+    ("The meeting moved to Thursday because the room was booked. Bring the budget "
+     "figures and the draft of the plan.", "Summarise this concisely:"),
+])
+async def test_the_instruction_fits_what_the_selection_is(ctx: Context, text: str,
+                                                          instruction: str) -> None:
+    a = App(ctx, selected=text)
+    await a.start()
+    await a.press_and_wait()
+    assert a.asker.requests[-1].instruction == instruction
+
+
+async def test_the_same_primary_again_is_not_asked_silently(ctx: Context) -> None:
+    a = App(ctx)
+    await a.start()
+    await a.press_and_wait()
+    await a.press_and_wait()  # nothing new highlighted: PRIMARY still holds the old text
+    assert len(a.asker.requests) == 1
+    assert a.sent[-1][0] == "Ask the same selection again?"
+    a.now += 2
+    await a.press_and_wait()  # pressed again: the user means it
+    assert len(a.asker.requests) == 2
+    a.cb.primary = "something new"
+    a.now += 30
+    await a.press_and_wait()
+    assert [r.prompt for r in a.asker.requests][-1] == "something new"
+
+
+async def test_a_clipboard_image_goes_only_when_new_since_the_last_press(
+        ctx: Context) -> None:
+    a = App(ctx, selected="what is in this picture?")
+    a.cb.image = b"\x89PNG screenshot"
+    await a.start()
+    await a.press_and_wait()
+    assert a.asker.requests[-1].image == b"\x89PNG screenshot"
+    a.cb.primary = "an unrelated question?"
+    await a.press_and_wait()
+    assert a.asker.requests[-1].image is None  # the same old screenshot: not attached
+    a.cb.primary = None
+    await a.press_and_wait()
+    assert a.sent[-1][0] == "Nothing selected" and "asked about already" in a.sent[-1][1]
+    a.cb.image = b"\x89PNG a new screenshot"
+    await a.press_and_wait()
+    assert a.asker.requests[-1].image == b"\x89PNG a new screenshot"
+
+
+# ------------------------------------------------------------------ recent answers
+
+
+async def test_recent_answers_survive_a_restart_readable_by_the_user_only(
+        ctx: Context, tmp_path: Path) -> None:
+    import stat
+
+    a = App(ctx, answer="kept", store=RecentStore(tmp_path, 3))
+    await a.start()
+    await a.press_and_wait()
+    for _ in range(50):
+        if (tmp_path / "recent-answers.json").exists():
+            break
+        await asyncio.sleep(0.01)
+    path = tmp_path / "recent-answers.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    b = App(ctx, store=RecentStore(tmp_path, 3))
+    await b.start()
+    assert [r.answer for r in b.app.recent] == ["kept"]
+    assert tray.find_item(b.tray.menu, "Recent answers (click").submenu
+    RecentStore(tmp_path, 0).load()  # history = 0: nothing kept, the file removed
+    assert not path.exists()
+
+
+def test_a_damaged_history_is_set_aside(tmp_path: Path) -> None:
+    (tmp_path / "recent-answers.json").write_text("{not json")
+    assert RecentStore(tmp_path, 5).load() == []
+    assert (tmp_path / "recent-answers.damaged").exists()
+
+
+async def test_the_copy_action_of_a_notification_copies_the_answer(ctx: Context) -> None:
+    a = App(ctx, answer="copy me")
+    await a.start()
+    await a.press_and_wait()
+    nid = a.log.shown[-1]["id"]
+    a.log.actions[nid]("copy")  # as the notification server's thread does
+    for _ in range(50):
+        if a.cb.text == "copy me":
+            break
+        await asyncio.sleep(0.01)
+    assert a.cb.text == "copy me"

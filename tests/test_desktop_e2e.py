@@ -57,7 +57,8 @@ def app_command() -> list[str]:
 
 class RunningApp:
     def __init__(self, session: DesktopSession, fake: FakeOllama, tmp: Path,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None,
+                 answer: str = "notification") -> None:
         home = tmp / "home"
         (home / "config").mkdir(parents=True)
         # loopback only: no broadcast, no LAN address, ports of our own
@@ -65,6 +66,7 @@ class RunningApp:
             f'[node]\nname = "testbox"\n'
             f'[cluster]\nbind = "127.0.0.1"\nbroadcast = false\nport = {_free_udp()}\n'
             f'[api]\nenabled = false\n[relay]\nenabled = false\n'
+            f'[desktop]\nanswer = "{answer}"\n'
             f'[[servers]]\nurl = "{fake.url}"\nname = "fake"\n')
         env = dict(session.env, LABROUTER_HOME=str(home), NO_PROXY="127.0.0.1,localhost",
                    PYTHONPATH=str(ROOT / "src"), LABROUTER_LOG_LEVEL="DEBUG",
@@ -150,6 +152,33 @@ def test_hotkey_on_selected_text_answers_in_a_notification(
         rc = app.stop()
         win.terminate()
         win.wait(5)
+    assert rc == 0, app.tail()
+
+
+def test_the_answer_replaces_asking_and_markup_reaches_the_screen_as_written(
+        session: DesktopSession, tmp_path: Path) -> None:
+    """dunst interprets markup (its default): `List<int>` must survive, and the answer
+    takes the place of the "Asking..." bubble instead of standing beside it. dunst keeps
+    the body as it was sent: escaped, which it draws as the text itself (seen on a
+    screenshot)."""
+    from xml.sax.saxutils import escape
+
+    answer = "Use List<int> xs = new List<int>(); then <br> is text & so is <b>this</b>."
+    server = FakeOllama(models=["qwen3:4b"], answer=answer)
+    _url, stop = server.start_in_thread()
+    session.set_clipboard("What does List<int> mean in C#?", "primary")
+    app = RunningApp(session, server, tmp_path)
+    try:
+        session.dunst_history()  # empty it
+        session.press(CHORD)
+        wait_for(lambda: any(escape(answer) == b for _s, b in session.dunst_history()), 20,
+                 "the answer, escaped, in dunst's history")
+        history = session.dunst_history()
+        assert not any(b.startswith("Asking") for _s, b in history), history
+    finally:
+        rc = app.stop()
+        stop()
+        session.set_clipboard("", "primary")
     assert rc == 0, app.tail()
 
 

@@ -2,7 +2,8 @@
 desktop) and ``desktop_problem`` (why it cannot run here).
 
 The app itself lives in ``app/desktop/`` (press -> ask -> answer, the backends, start at
-login). This module owns only the order of start and stop: the daemon's loop on a worker
+login, recent answers); the answer window in ``desktop/answer/``. This module owns only
+what is built with what, and the order of start and stop: the daemon's loop on a worker
 thread, the tray on the main thread, the daemon stopped after the tray.
 """
 
@@ -13,15 +14,15 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from ..ask import Asker, AskRequest, AskResult, collect
+from ..ask import Asker
 from ..core.errors import LabrouterError
-from ..core.policy import Candidate
 from ..desktop.backends import display_reason
 from .daemon import Daemon
-from .desktop.app import AskFn, DesktopApp
+from .desktop.app import DesktopApp
+from .desktop.history import RecentStore
 from .desktop.login import LoginItem
 from .desktop.parts import DesktopParts, choose_parts
 from .settings import Context
@@ -32,15 +33,6 @@ log = logging.getLogger(__name__)
 def desktop_problem(env: Mapping[str, str] | None = None) -> str | None:
     """None when the desktop can run here; else why the daemon runs headless."""
     return display_reason(env)
-
-
-def desktop_ask(asker: Asker) -> AskFn:
-    """What the desktop app calls: ``ask(req, on_start=None) -> AskResult``."""
-    def ask(req: AskRequest, on_start: Callable[[Candidate], None] | None = None
-            ) -> Coroutine[Any, Any, AskResult]:
-        return collect(asker.stream(req), on_start)
-
-    return ask
 
 
 def _start_daemon_thread(daemon: Any, timeout: float = 20.0) -> None:
@@ -56,6 +48,22 @@ def _start_daemon_thread(daemon: Any, timeout: float = 20.0) -> None:
                          hint="See the daemon log (`labrouter paths`).")
 
 
+def build_app(ctx: Context, daemon: Daemon, asker: Asker, parts: DesktopParts,
+              env: Mapping[str, str]) -> DesktopApp:
+    """The desktop app with what it answers through: the answer window when
+    ``[desktop] answer = "window"`` (notifications where none can be shown), the recent
+    answers kept in the data directory, start at login."""
+    app = DesktopApp(ctx, daemon, asker, parts, login=LoginItem(ctx, env),
+                     stop_daemon=daemon.stop,
+                     store=RecentStore(ctx.paths.data_dir, ctx.config.desktop.history))
+    if ctx.config.desktop.answer == "window":
+        from ..desktop.answer.controller import AnswerWindows, selection_hooks
+
+        hooks = selection_hooks(parts.clipboard, parts.keyboard, answered=app.record_answer)
+        app.windows = AnswerWindows(asker, daemon.snapshot, hooks, env=env)
+    return app
+
+
 def run_desktop(ctx: Context, daemon: Daemon, asker: Asker,
                 env: Mapping[str, str] | None = None, parts: DesktopParts | None = None) -> int:
     """``labrouter run`` on a desktop: called on the main thread with a daemon that is
@@ -66,10 +74,7 @@ def run_desktop(ctx: Context, daemon: Daemon, asker: Asker,
     parts = parts or choose_parts(ctx, env)
     _start_daemon_thread(daemon)
     # the daemon's one Asker (app/runtime.py); its connector is closed with the daemon
-    app = DesktopApp(ctx, daemon, desktop_ask(asker), parts, login=LoginItem(ctx, env),
-                     stop_daemon=daemon.stop)
-    return app.run()
-
+    return build_app(ctx, daemon, asker, parts, env).run()
 
 
 def exit_when_done(rc: int, grace: float = 3.0) -> None:

@@ -62,6 +62,9 @@ class RouteConfig:
     instruction: str = ""
     escalate_to: str = ""
     allow_cloud: bool = False
+    # the longest answer to a desktop question on this route, in tokens (0: no limit); a
+    # runaway answer otherwise blocks the desktop for minutes; a cut answer says so
+    desktop_max_tokens: int = 1024
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,10 @@ class HotkeyConfig:
 @dataclass(frozen=True)
 class DesktopConfig:
     copy_answer: str = "when-shortened"  # never | when-shortened | always
-    busy: str = "queue"  # a press while a request runs: queue | cancel
+    # a press while a request runs: ask (offer to cancel it: press again to do so) |
+    # cancel (at once) | queue (ask after it, at most 3 waiting)
+    busy: str = "ask"
+    history: int = 10  # recent answers kept across restarts (0: none kept on disk)
     # how an answer is shown: a window that streams it (notifications where no window can
     # be shown) | notifications only
     answer: str = "window"
@@ -142,12 +148,14 @@ def default_routes() -> dict[str, RouteConfig]:
                     "qwen2.5-coder:3b", "qwen2.5-coder:1.5b"),
             fallback="quick",
             instruction="Explain this code and point out any bugs:",
+            desktop_max_tokens=2048,
         ),
         "reasoning": RouteConfig(
             models=("deepseek-r1:32b", "qwq", "deepseek-r1:14b", "qwen3:14b",
                     "deepseek-r1:8b", "qwen3:8b", "phi4-reasoning"),
             fallback="quick",
             instruction="Work through this step by step:",
+            desktop_max_tokens=4096,
         ),
         "vision": RouteConfig(
             models=("qwen2.5vl:7b", "llama3.2-vision", "gemma3:12b", "minicpm-v",
@@ -184,7 +192,7 @@ class Config:
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("servers", "kind"): ("ollama", "openai"),
     ("desktop", "copy_answer"): ("never", "when-shortened", "always"),
-    ("desktop", "busy"): ("queue", "cancel"),
+    ("desktop", "busy"): ("ask", "cancel", "queue"),
     ("desktop", "answer"): ("window", "notification"),
 }
 _POSITIVE = {("cluster", "interval"), ("timeouts", "connect"), ("timeouts", "first_token"),

@@ -182,8 +182,11 @@ class PlyerNotifier:
         from plyer import notification
 
         lim = limits_for(self.platform)
+        body = fit(body, lim.body, lim.utf16)
+        if self.platform.startswith("linux"):
+            body = markup_escape(body)
         notification.notify(title=fit(title, lim.title, lim.utf16),
-                            message=fit(body, lim.body, lim.utf16),
+                            message=body,
                             app_name=APP_NAME, app_icon="", timeout=TIMEOUT_S)
 
 
@@ -250,8 +253,14 @@ class NotifySendNotifier(_LinuxCliNotifier):
     def send(self, title: str, body: str) -> None:
         # "--" so that an answer starting with "-" is not taken for an option
         self.run(["notify-send", "--app-name", APP_NAME, "--expire-time",
-                  str(TIMEOUT_S * 1000), "--", title, body],
+                  str(TIMEOUT_S * 1000), "--", title, markup_escape(body)],
                  check=True, capture_output=True, timeout=5)
+
+
+def markup_escape(text: str) -> str:
+    """The body as text, not markup: the freedesktop servers (GNOME, KDE, dunst, Xfce)
+    read the body as a subset of HTML, so ``List<int>`` would lose its ``<int>``."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def gvariant_quote(text: str) -> str:
@@ -269,7 +278,8 @@ class GdbusNotifier(_LinuxCliNotifier):
         self.run(["gdbus", "call", "--session", "--dest", "org.freedesktop.Notifications",
                   "--object-path", "/org/freedesktop/Notifications",
                   "--method", "org.freedesktop.Notifications.Notify",
-                  APP_NAME, "0", "", gvariant_quote(title), gvariant_quote(body), "[]",
+                  APP_NAME, "0", "", gvariant_quote(title),
+                  gvariant_quote(markup_escape(body)), "[]",
                   "{}", str(TIMEOUT_S * 1000)],
                  check=True, capture_output=True, timeout=5)
 
@@ -315,7 +325,12 @@ def default_chain(platform: str | None = None, env: Mapping[str, str] | None = N
                   icon_notify: Callable[[str, str], None] | None = None) -> list[Notifier]:
     platform = platform or sys.platform
     env = os.environ if env is None else env
-    chain: list[Notifier] = [PlyerNotifier(platform=platform, env=env)]
+    chain: list[Notifier] = []
+    if platform.startswith("linux"):
+        from .notify_dbus import DbusNotifier
+
+        chain.append(DbusNotifier(env=env, platform=platform))
+    chain.append(PlyerNotifier(platform=platform, env=env))
     if platform == "darwin":
         chain.append(OsaScriptNotifier(platform=platform))
     elif platform == "win32":
@@ -325,6 +340,14 @@ def default_chain(platform: str | None = None, env: Mapping[str, str] | None = N
                   GdbusNotifier(platform=platform, env=env)]
     chain.append(LogNotifier())
     return chain
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A notification that was shown: by which backend, and its id there (0: none)."""
+
+    backend: str
+    id: int = 0
 
 
 class NotificationChain:
@@ -365,6 +388,37 @@ class NotificationChain:
             if problem is None:
                 return name
         return ""
+
+    def show(self, title: str, body: str, replaces: Shown | None = None,
+             actions: Sequence[tuple[str, str]] = (),
+             on_action: Callable[[str], None] | None = None,
+             timeout_ms: int | None = None) -> Shown:
+        """Like ``send``, with what only some backends can do: replace an earlier
+        notification (when the same backend showed it), offer actions (``(key, label)``;
+        ``on_action(key)`` runs on the backend's thread) and a display time. Returns what
+        was shown, to be replaced later. Backends without these show a plain one."""
+        rich = self._rich
+        if rich is not None and self._usable(rich):
+            try:
+                nid = rich.show(title, body,  # type: ignore[attr-defined]
+                                replaces=replaces.id if replaces and replaces.backend ==
+                                rich.name else 0,
+                                actions=actions, on_action=on_action, timeout_ms=timeout_ms)
+                return Shown(rich.name, nid)
+            except Exception as exc:
+                reason = _describe(exc)
+                log.warning("notification backend %s failed: %s", rich.name, reason)
+                with self._lock:
+                    self._demoted[rich.name] = (f"failed earlier: {reason}", self._clock())
+        return Shown(self.send(title, body), 0)
+
+    @property
+    def _rich(self) -> Notifier | None:
+        first = next((n for n in self.notifiers if hasattr(n, "show")), None)
+        return first
+
+    def _usable(self, n: Notifier) -> bool:
+        return self._demoted_reason(n.name) is None and _safe_problem(n) is None
 
     def send(self, title: str, body: str) -> str:
         """Show it with the first backend that works; returns that backend's name.

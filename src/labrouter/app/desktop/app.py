@@ -31,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
+import hashlib
 import inspect
 import logging
 import os
@@ -38,14 +40,15 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ...core.errors import LabrouterError
 from ...core.peers import Peer
 from ...desktop.hotkey import WAYLAND_HINT, default_hotkey, human_hotkey
-from ...desktop.notify import limits_for, preview
+from ...desktop.notify import Shown, limits_for, preview
 from ...desktop.selection import Capture, SelectionCapture
 from ...desktop.tray import (
     RecentAnswer,
@@ -56,9 +59,11 @@ from ...desktop.tray import (
     tooltip,
 )
 from ..settings import Context
+from .history import RecentStore
 from .login import LoginItem
 from .opener import open_path
 from .parts import DesktopParts
+from .question import elapsed_text, instruction_for, plain_failure
 from .usage_report import usage_report
 
 log = logging.getLogger(__name__)
@@ -66,6 +71,8 @@ log = logging.getLogger(__name__)
 MAX_RECENT = 10
 MAX_QUEUED = 3
 MAX_EVENTS = 64
+CONFIRM_WINDOW = 5.0  # seconds in which a second press confirms (ask again, cancel)
+ANSWER_TIMEOUT_MS = 30_000  # an answer stays up longer than "Asking..." (10 s)
 QUIT_GRACE = 10.0  # seconds a shutdown may take before the watchdog ends the process
 PAUSE_REASON = "rented out"
 
@@ -84,20 +91,64 @@ class DaemonLike(Protocol):
     def on_change(self, callback: Callable[[], Any]) -> Any: ...
 
 
-AskFn = Callable[..., Coroutine[Any, Any, Any]]
+class StreamAsker(Protocol):
+    """The part of ``ask.Asker`` the desktop uses: classify a selection, stream an answer."""
+
+    def classify(self, req: Any) -> Any: ...
+
+    def stream(self, req: Any) -> AsyncIterator[Any]: ...
+
+
+class AnswerWindowsLike(Protocol):
+    """The answer window component (``desktop/answer``): ``show`` returns once the window
+    is up and raises when none can be shown (then notifications answer)."""
+
+    async def start(self) -> None: ...
+
+    async def show(self, req: Any) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class Running:
+    """The question being answered: its number (newer questions have bigger ones), the
+    request, when it started and what it is asking."""
+
+    seq: int
+    req: Any
+    t0: float
+    label: str = ""
+    task: asyncio.Task[None] = field(default=None)  # type: ignore[assignment]
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _short(text: str, width: int = 60) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= width else one[: width - 1] + "…"
 
 
 class DesktopApp:
     """See the module docstring for what runs where."""
 
-    def __init__(self, ctx: Context, daemon: DaemonLike, ask: AskFn, parts: DesktopParts,
-                 *, login: LoginItem | None = None,
+    def __init__(self, ctx: Context, daemon: DaemonLike, asker: StreamAsker,
+                 parts: DesktopParts, *, login: LoginItem | None = None,
                  opener: Callable[[Path], None] = open_path,
                  wall: Callable[[], float] = time.time,
-                 stop_daemon: Callable[[], None] | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 stop_daemon: Callable[[], None] | None = None,
+                 windows: AnswerWindowsLike | None = None,
+                 store: RecentStore | None = None) -> None:
         self.ctx = ctx
         self.daemon = daemon
-        self.ask = ask
+        self.asker = asker
+        self.windows = windows
+        self.config_answer = getattr(ctx.config.desktop, "answer", "notification")
+        self.store = store
+        self.clock = clock
         self.parts = parts
         self.tray = parts.tray
         self.hotkey = parts.hotkey
@@ -115,7 +166,13 @@ class DesktopApp:
         # loop-thread state
         self.recent: collections.deque[RecentAnswer] = collections.deque(maxlen=MAX_RECENT)
         self.pending: collections.deque[Any] = collections.deque()
-        self.current: asyncio.Task[None] | None = None
+        self.current: Running | None = None
+        self.seq = 0
+        self._confirm_until = 0.0  # a press before this confirms (ask again / cancel)
+        self._last_primary = ""  # digest of the PRIMARY text last asked about
+        self._last_image = ""  # digest of the clipboard image seen at the last press
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ticker: asyncio.Task[None] | None = None
         self.capturing = False
         self.busy_text = ""
         self.autostart_state: bool | None = None
@@ -129,7 +186,7 @@ class DesktopApp:
             ask_selection=self.press, pause=self.menu_pause, resume=self.menu_resume,
             copy_answer=self.menu_copy, toggle_autostart=self.menu_toggle_autostart,
             open_config=self.menu_open_config, open_usage=self.menu_open_usage,
-            quit=self.quit)
+            quit=self.quit, cancel=self.menu_cancel)
 
     # ---------------------------------------------------------- crossing threads
 
@@ -187,8 +244,8 @@ class DesktopApp:
             log.warning("capturing the selection failed", exc_info=True)
             self.events.append(f"capture failed: {type(exc).__name__}")
             await self.notify("Could not read the selection",
-                              f"{type(exc).__name__}: {exc}\nRun `labrouter doctor` to check "
-                              "the clipboard.")
+                              "The clipboard did not answer. Run `labrouter doctor` to "
+                              "check the clipboard tools.")
             return
         finally:
             self.capturing = False
@@ -198,30 +255,76 @@ class DesktopApp:
                 + f" in {cap.duration * 1000:.0f} ms")
         self.events.append(what)
         log.info("hotkey: %s", what)  # never the text itself: selections are private
-        if cap.empty:
+        image = self._fresh_image(cap.image)
+        now = self.clock()
+        confirmed = now < self._confirm_until
+        self._confirm_until = 0.0
+        if cap.method == "primary" and _digest(cap.text.encode()) == self._last_primary \
+                and not confirmed:
+            # PRIMARY outlives the highlight (xterm keeps owning it after a click elsewhere):
+            # the same text as last time is not asked again without the user saying so
+            self._confirm_until = now + CONFIRM_WINDOW
+            self.events.append("same selection as last time: asked to confirm")
+            await self.notify("Ask the same selection again?",
+                              f"“{_short(cap.text)}” was asked about already. Press "
+                              f"{self.hotkey_text} again within {CONFIRM_WINDOW:.0f} s to "
+                              "ask again, or select something else.")
+            return
+        if not cap.text.strip() and image is None:
+            stale = " (the image on the clipboard was asked about already)" if cap.image \
+                else ""
             await self.notify("Nothing selected",
                               f"Select some text (or copy an image), then press "
-                              f"{self.hotkey_text} again.")
+                              f"{self.hotkey_text} again{stale}.")
             return
-        await self.ask_about(cap.text, cap.image, "hotkey")
+        if cap.method == "primary":
+            self._last_primary = _digest(cap.text.encode())
+        await self.ask_about(cap.text, image, "hotkey", confirmed=confirmed)
+
+    def _fresh_image(self, image: bytes | None) -> bytes | None:
+        """The clipboard's image when it is new since the last press, else None: an old
+        screenshot must not ride along with every question."""
+        digest = _digest(image) if image is not None else ""
+        fresh = image is not None and digest != self._last_image
+        self._last_image = digest
+        return image if fresh else None
+
+    def request_for(self, text: str, image: bytes | None, source: str) -> Any:
+        """The request for a selection: the instruction from what the selection is (its
+        classification), the answer bounded by the classified route's desktop_max_tokens."""
+        from ...ask import AskRequest
+        from ...backends.base import ChatOptions
+
+        probe = AskRequest(prompt=text, image=image, source=source)
+        classification = self.asker.classify(probe)
+        route = self.config.route(classification.route)
+        instruction = instruction_for(text, route.instruction, image is not None)
+        limit = route.desktop_max_tokens or None
+        return AskRequest(prompt=text, image=image, source=source, bare=False,
+                          instruction=instruction,
+                          options=ChatOptions(max_tokens=limit))
 
     async def ask_about(self, text: str, image: bytes | None = None,
-                        source: str = "hotkey") -> str:
+                        source: str = "hotkey", confirmed: bool = False) -> str:
         """Ask about a selection (the busy policy applies); returns what happened:
-        "asking", "queued", "refused" or "cancelled-previous"."""
-        from ...ask import AskRequest
-
-        req = AskRequest(prompt=text, image=image, bare=True, source=source)
+        "asking", "queued", "refused", "offered" or "cancelled-previous"."""
+        req = self.request_for(text, image, source)
         outcome = "asking"
-        if self.current is not None and not self.current.done():
-            if self.config.desktop.busy == "cancel":
-                self.pending.clear()
-                self.current.cancel()
-                self.events.append("cancelled the running request")
-                outcome = "cancelled-previous"
-                await self.notify("Cancelled", "The previous question was cancelled; asking "
-                                  "the new one.")
-            else:
+        running = self.current is not None and not self.current.task.done()
+        if running:
+            assert self.current is not None
+            policy = self.config.desktop.busy
+            if policy == "ask" and not confirmed:
+                # a second press within the window cancels the running one and asks anew
+                self._confirm_until = self.clock() + CONFIRM_WINDOW
+                self.events.append("busy: offered to cancel")
+                await self.notify(
+                    "Still answering your last question",
+                    f"{self.current.label} for {elapsed_text(self.clock() - self.current.t0)}"
+                    f". Press {self.hotkey_text} again within {CONFIRM_WINDOW:.0f} s to "
+                    "cancel it and ask this instead (or Cancel in the tray menu).")
+                return "offered"
+            if policy == "queue":
                 if len(self.pending) >= MAX_QUEUED:
                     await self.notify("Busy", f"{MAX_QUEUED} questions are already waiting; "
                                       "this one was not asked.")
@@ -230,8 +333,28 @@ class DesktopApp:
                 self.events.append(f"queued ({len(self.pending)} waiting)")
                 await self.notify("Queued", "Will ask once the current answer is in.")
                 return "queued"
-        self.current = asyncio.get_running_loop().create_task(self._work(req))
+            self.pending.clear()
+            self.current.task.cancel()
+            self.events.append("cancelled the running request")
+            outcome = "cancelled-previous"
+        self._start(req)
         return outcome
+
+    def _start(self, req: Any) -> None:
+        self.seq += 1
+        running = Running(self.seq, req, self.clock())
+        running.task = asyncio.get_running_loop().create_task(self._work(running))
+        self.current = running
+        self._ensure_ticker()
+
+    def menu_cancel(self) -> None:
+        self.submit(self.cancel_current())
+
+    async def cancel_current(self) -> None:
+        if self.current is not None and not self.current.task.done():
+            self.pending.clear()
+            self.current.task.cancel()
+            self.events.append("cancelled from the menu")
 
     async def _control_ask_selection(self, req: dict[str, Any]) -> dict[str, Any]:
         """Control command ``ask-selection`` (``labrouter ask --selection`` bound to a
@@ -246,57 +369,90 @@ class DesktopApp:
         await self.handle_press()
         return {"outcome": "pressed"}
 
-    async def _work(self, req: Any) -> None:
-        while req is not None:
-            await self.ask_one(req)
-            req = self.pending.popleft() if self.pending else None
-
-    async def ask_one(self, req: Any) -> None:
-        asking: list[asyncio.Task[None]] = []
-        loop = asyncio.get_running_loop()
-
-        def on_start(cand: Any) -> None:
-            self.busy_text = f"Asking {cand.model} on {cand.peer.name} ({cand.route})…"
-            self.events.append(self.busy_text)
-            asking.append(loop.create_task(self.notify("labrouter", self.busy_text)))
+    async def _work(self, running: Running) -> None:
+        try:
+            while True:
+                await self.show_answer(running)
+                if not self.pending:
+                    break
+                self.seq += 1
+                running = Running(self.seq, self.pending.popleft(), self.clock(),
+                                  task=running.task)
+                self.current = running
+        finally:
+            self.busy_text = ""
+            if self._ticker is not None:
+                self._ticker.cancel()
             self.refresh()
 
+    async def show_answer(self, running: Running) -> None:
+        """The one place where a request's answer is shown: in the answer window when
+        ``[desktop] answer = "window"`` and one can be shown, else in notifications."""
+        if self.windows is not None and self.config_answer == "window":
+            try:
+                session = await self.windows.show(running.req)
+                self.events.append("answer window shown")
+                del session  # it goes on by itself until the user closes the window
+                return
+            except Exception as exc:  # WindowUnavailable: notifications instead
+                log.info("no answer window (%s); answering in notifications", exc)
+        await self.answer_in_notifications(running)
+
+    async def answer_in_notifications(self, running: Running) -> None:
+        from ...ask import Done, FellOver, Started
+
+        req = running.req
+        asking: Shown | None = None
+        result: Any = None
         try:
-            result = await self.ask(req, on_start=on_start)
+            async with contextlib.aclosing(self.asker.stream(req)) as events:
+                async for ev in events:
+                    if isinstance(ev, Started):
+                        c = ev.candidate
+                        running.label = f"{c.model} on {c.peer.name} ({ev.route})"
+                        self.busy_text = f"Asking {running.label}…"
+                        self.events.append(self.busy_text)
+                        asking = await self.notify("labrouter", self.busy_text,
+                                                   replaces=asking)
+                        self.refresh()
+                    elif isinstance(ev, FellOver):
+                        self.events.append(f"fell over: {ev.attempt.label}")
+                    elif isinstance(ev, Done):
+                        result = ev.result
         except asyncio.CancelledError:
+            self.events.append("cancelled")
             self.busy_text = ""
+            await asyncio.shield(self.notify("Cancelled", "The question was cancelled.",
+                                             replaces=asking))
             self.refresh()
             raise
         except Exception as exc:
             # any error, not only ours: else the busy text stays and the queue stalls silently
             self.busy_text = ""
-            if isinstance(exc, LabrouterError):
-                detail = exc.message
-            else:
+            if not isinstance(exc, LabrouterError):
                 log.error("asking failed", exc_info=True)
-                detail = f"{type(exc).__name__}: {exc}"
-            self.events.append(f"failed: {detail}")
-            await asyncio.gather(*asking, return_exceptions=True)
-            tried = getattr(exc, "attempts", None)
-            if tried:
-                detail += "\nTried: " + "; ".join(f"{who}: {why}" for who, why in tried)
-            if getattr(exc, "hint", ""):
-                detail += f"\n{exc.hint}"  # type: ignore[attr-defined]
-            await self.notify("labrouter could not answer", detail)
+            self.events.append(f"failed: {type(exc).__name__}")
+            await self.notify("labrouter could not answer", plain_failure(exc),
+                              replaces=asking)
             self.refresh()
             return
-        await asyncio.gather(*asking, return_exceptions=True)
         self.busy_text = ""
-        await self.deliver(req.prompt, result)
+        if result is not None:
+            await self.deliver(req.prompt, result, newest=running.seq == self.seq,
+                               replaces=asking)
 
-    async def deliver(self, question: str, result: Any) -> None:
-        """Show an answer: preview notification, Recent answers, clipboard per setting."""
+    async def deliver(self, question: str, result: Any, newest: bool = True,
+                      replaces: Shown | None = None) -> None:
+        """Show an answer: a notification (replacing "Asking..."), Recent answers, and the
+        clipboard per ``copy_answer`` only while it is the newest question: an answer that
+        arrives after the user asked something newer never touches the clipboard."""
         answer: str = result.answer
         label = f"{result.model} on {result.node} ({result.route})"
         self.recent.appendleft(RecentAnswer(question, answer, label, self.wall()))
+        self._save_recent()
         mode = self.config.desktop.copy_answer
         fits = preview(answer, self.limits)
-        copy = mode == "always" or (mode == "when-shortened" and fits.shortened)
+        copy = newest and (mode == "always" or (mode == "when-shortened" and fits.shortened))
         if copy:
             try:
                 await asyncio.to_thread(self.clipboard.write_text, answer)
@@ -304,26 +460,76 @@ class DesktopApp:
             except Exception:  # the answer must still be shown, and not claim a copy
                 log.warning("could not copy the answer to the clipboard", exc_info=True)
                 copy = False
-        if fits.shortened:
+        cut = getattr(result, "finish_reason", "stop") == "length"
+        note = "(cut short: the answer reached this route's length limit)" if cut else ""
+        if fits.shortened or note:
             suffix = ("(full answer copied to the clipboard)" if copy else
                       "(full answer: tray > Recent answers)")
-            body = preview(answer, self.limits, suffix).body
+            suffix = f"{note}\n{suffix}" if note and fits.shortened else (note or suffix)
+            body = preview(answer, self.limits, suffix).body if fits.shortened else \
+                f"{fits.body}\n{note}"
         else:
             body = fits.body
         self.events.append(f"answered by {label}")
-        await self.notify(label, body)
+
+        def on_action(key: str) -> None:  # the notification server's thread
+            if key == "copy":
+                self.submit(asyncio.to_thread(self.clipboard.write_text, answer))
+
+        await self.notify(label, body, replaces=replaces, actions=(("copy", "Copy"),),
+                          on_action=on_action, timeout_ms=ANSWER_TIMEOUT_MS)
         self.refresh()
 
-    async def notify(self, title: str, body: str) -> None:
+    async def record_answer(self, question: str, result: Any) -> None:
+        """An answer the answer window showed: into Recent answers (and kept)."""
+        label = f"{result.model} on {result.node} ({result.route})"
+        self.recent.appendleft(RecentAnswer(question, result.answer, label, self.wall()))
+        self._save_recent()
+        self.refresh()
+
+    def _save_recent(self) -> None:
+        recent = tuple(self.recent)
+
+        def save() -> None:
+            try:
+                self.store.save(recent)
+            except OSError:
+                log.warning("could not keep the recent answers", exc_info=True)
+
+        if self.store is not None:
+            self._bg(asyncio.to_thread(save))
+
+    def _bg(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _ensure_ticker(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        """While a question runs, the tray says for how long (once a second)."""
+        while self.current is not None and not self.current.task.done():
+            self.refresh()
+            await asyncio.sleep(1.0)
+        self.refresh()
+
+    async def notify(self, title: str, body: str, replaces: Shown | None = None,
+                     actions: tuple[tuple[str, str], ...] = (),
+                     on_action: Callable[[str], None] | None = None,
+                     timeout_ms: int | None = None) -> Shown | None:
         if self._notify_lock is None:
             self._notify_lock = asyncio.Lock()
         async with self._notify_lock:  # FIFO: "Asking…" always before its answer
             try:
-                backend = await asyncio.to_thread(self.notifier.send, title, body)
+                shown = await asyncio.to_thread(self.notifier.show, title, body, replaces,
+                                                actions, on_action, timeout_ms)
             except LabrouterError as exc:
                 log.error("%s", exc.message)
-                backend = "none"
-            log.debug("notification %r sent with %s", title, backend)
+                return None
+            log.debug("notification %r shown with %s", title, shown.backend)
+            return shown
 
     async def pause(self, seconds: float | None) -> None:
         until = self.wall() + seconds if seconds else None
@@ -360,15 +566,17 @@ class DesktopApp:
         self.opener(path)
 
     def view(self) -> TrayView:
+        busy = ""
+        if self.busy_text and self.current is not None and not self.current.task.done():
+            busy = f"{self.busy_text} {elapsed_text(self.clock() - self.current.t0)}"
         return TrayView(peers=tuple(self.daemon.snapshot()), recent=tuple(self.recent),
-                        autostart=self.autostart_state, busy=self.busy_text,
-                        hotkey=self.hotkey_text)
+                        autostart=self.autostart_state, busy=busy, hotkey=self.hotkey_text)
 
     def refresh(self) -> None:
         """Rebuild the tray from the daemon's table (on the loop; the tray marshals)."""
         view = self.view()
         try:
-            self.tray.update(cluster_state(view.peers), tooltip(view.peers),
+            self.tray.update(cluster_state(view.peers), tooltip(view.peers, busy=view.busy),
                              build_menu(view, self.actions))
         except Exception:
             log.exception("tray update failed")
@@ -376,6 +584,11 @@ class DesktopApp:
     async def start_on_loop(self) -> None:
         """Runs once on the loop after the tray is up."""
         self._notify_lock = asyncio.Lock()
+        if self.store is not None:
+            kept = await asyncio.to_thread(self.store.load)
+            self.recent.extend(kept[: MAX_RECENT - len(self.recent)])
+        if self.windows is not None and hasattr(self.windows, "start"):
+            self._bg(self._start_windows())
         await _maybe_await(self.daemon.on_change(self._on_change))
         control = getattr(self.daemon, "control", None)
         if control is not None and hasattr(control, "register"):
@@ -388,6 +601,12 @@ class DesktopApp:
             why = hot.unavailable[0].reason
             await self.notify("labrouter: no global hotkey", why if WAYLAND_HINT in why else
                               f"{why}. Use the tray's “Ask about selection”.")
+
+    async def _start_windows(self) -> None:
+        try:
+            await self.windows.start()  # type: ignore[union-attr]  # a warm window
+        except Exception:
+            log.warning("the answer window could not be prepared", exc_info=True)
 
     async def _read_autostart(self) -> None:
         # may ask systemctl/launchctl: never hold up the start for it
@@ -465,9 +684,16 @@ class DesktopApp:
         except Exception:
             log.warning("hotkey stop failed", exc_info=True)
         log.debug("hotkey released; stopping the daemon")
-        if self.current is not None and not self.current.done():
+        if self.windows is not None and hasattr(self.windows, "close"):
+            fut = self.submit(self.windows.close())
+            if fut is not None:
+                try:
+                    fut.result(5)
+                except Exception:
+                    log.debug("closing the answer windows failed", exc_info=True)
+        if self.current is not None and not self.current.task.done():
             try:
-                self.loop.call_soon_threadsafe(self.current.cancel)
+                self.loop.call_soon_threadsafe(self.current.task.cancel)
             except RuntimeError:
                 pass
         if self.stop_daemon is not None:

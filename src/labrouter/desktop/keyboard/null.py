@@ -12,10 +12,14 @@ class NullKeyboard:
 
     on_copy: Callable[[], None] | None = None
     copies: int = 0
+    pastes: int = 0
     name: str = "null"
 
     def wait_modifiers_released(self, timeout: float = 2.0) -> bool:  # noqa: ARG002
         return True
+
+    def send_paste(self) -> None:
+        self.pastes += 1
 
     def send_copy(self) -> None:
         self.copies += 1

@@ -82,6 +82,12 @@ class PynputKeyboard:
         with self._ctl.pressed(mod):
             self._ctl.tap("c")
 
+    def send_paste(self) -> None:
+        self.wait_modifiers_released()
+        mod = self._kb.Key.cmd if self.platform == "darwin" else self._kb.Key.ctrl
+        with self._ctl.pressed(mod):
+            self._ctl.tap("v")
+
     def close(self) -> None:
         """Release the X connections (ours and the Controller's) while X is still there."""
         if self._xdisplay is not None:

@@ -34,6 +34,7 @@ class XtestKeyboard:
                                        for n in MODIFIER_KEYSYMS) if c]
         self._ctrl = self._d.keysym_to_keycode(XK.XK_Control_L)
         self._c = self._d.keysym_to_keycode(XK.XK_c)
+        self._v = self._d.keysym_to_keycode(XK.XK_v)
 
     def _held(self) -> bool:
         km = self._d.query_keymap()
@@ -47,14 +48,21 @@ class XtestKeyboard:
             time.sleep(0.01)
         return True
 
-    def send_copy(self) -> None:
+    def _ctrl_chord(self, key: int) -> None:
         from Xlib import X
         from Xlib.ext import xtest
 
-        for code, kind in ((self._ctrl, X.KeyPress), (self._c, X.KeyPress),
-                           (self._c, X.KeyRelease), (self._ctrl, X.KeyRelease)):
+        for code, kind in ((self._ctrl, X.KeyPress), (key, X.KeyPress),
+                           (key, X.KeyRelease), (self._ctrl, X.KeyRelease)):
             xtest.fake_input(self._d, kind, code)
         self._d.sync()
+
+    def send_copy(self) -> None:
+        self._ctrl_chord(self._c)
+
+    def send_paste(self) -> None:
+        self.wait_modifiers_released()
+        self._ctrl_chord(self._v)
 
     def close(self) -> None:
         try:

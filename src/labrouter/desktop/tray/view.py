@@ -36,11 +36,14 @@ _STATE_WORDS = {"ok": "all up", "degraded": "some machines down", "paused": "thi
                 "offline": "nothing can answer"}
 
 
-def tooltip(peers: Sequence[Peer], limit: int = 127) -> str:
-    """Short text for the icon's tooltip (Windows keeps at most 127 UTF-16 units)."""
+def tooltip(peers: Sequence[Peer], limit: int = 127, busy: str = "") -> str:
+    """Short text for the icon's tooltip (Windows keeps at most 127 UTF-16 units): the
+    cluster's state and, while a question runs, what is asked and for how long."""
     state = cluster_state(peers)
     up = sum(1 for p in peers if p.routable)
     text = f"{APP_TITLE}: {_STATE_WORDS[state]} ({up}/{len(peers)} machines ready)"
+    if busy:
+        text = f"{APP_TITLE}: {busy[:1].lower()}{busy[1:]}"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -131,7 +134,7 @@ class TrayView:
     peers: tuple[Peer, ...]
     recent: tuple[RecentAnswer, ...] = ()
     autostart: bool | None = None  # None: start at login is not available here
-    busy: str = ""  # "Asking qwen3:4b on mac-mini…" while a request runs
+    busy: str = ""  # "Asking qwen3:4b on mac-mini (quick)… 12 s" while a request runs
     hotkey: str = ""
 
     @property
@@ -151,6 +154,7 @@ class TrayActions:
     open_config: Callable[[], None]
     open_usage: Callable[[], None]
     quit: Callable[[], None]
+    cancel: Callable[[], None] | None = None  # the running question
 
 
 def build_menu(view: TrayView, actions: TrayActions) -> tuple[MenuItem, ...]:
@@ -160,6 +164,8 @@ def build_menu(view: TrayView, actions: TrayActions) -> tuple[MenuItem, ...]:
                           enabled=False))
     if view.busy:
         items.append(MenuItem(view.busy, enabled=False))
+        if actions.cancel is not None:
+            items.append(MenuItem("Cancel this question", actions.cancel))
     items.append(SEPARATOR)
     for p in view.peers:
         name = p.name + (" (this machine)" if p.is_self else "")

@@ -122,7 +122,7 @@ class XembedTray:
             X.CopyFromParent, background_pixmap=X.ParentRelative,
             event_mask=(X.ExposureMask | X.StructureNotifyMask | X.ButtonPressMask
                         | X.EnterWindowMask | X.LeaveWindowMask))
-        self.window.set_wm_name(self._title)
+        self._name(self.window, self._title)
         self.window.set_wm_class("labrouter", "labrouter")
         # GtkSocket-based trays (trayer, xfce4-panel) size the icon from these hints
         from Xlib import Xutil
@@ -142,6 +142,13 @@ class XembedTray:
             self._loop()
         finally:
             self._close()
+
+    def _name(self, window: Any, text: str) -> None:
+        """The window's name, which trays and tools show as its tooltip: UTF-8 in
+        _NET_WM_NAME, and Latin-1 (what WM_NAME holds) with "?" for the rest."""
+        window.change_property(self._a["_NET_WM_NAME"], self._a["UTF8_STRING"], 8,
+                               text.encode("utf-8"))
+        window.set_wm_name(text.encode("latin-1", "replace").decode("latin-1"))
 
     def _run_setup(self, setup: Callable[[], None]) -> None:
         try:
@@ -179,10 +186,17 @@ class XembedTray:
         fd = d.fileno()
         while not self._stop.is_set():
             while d.pending_events():
-                self._handle(d.next_event())
+                event = d.next_event()
+                try:
+                    self._handle(event)
+                except Exception:  # one bad event must not take the tray down
+                    log.exception("tray: handling an X event failed")
                 if self._stop.is_set():
                     return
-            self._apply_pending()
+            try:
+                self._apply_pending()
+            except Exception:
+                log.exception("tray: applying an update failed")
             timeout = 0.5
             if self._tooltip_at is not None:
                 timeout = max(0.0, min(timeout, self._tooltip_at - time.monotonic()))
@@ -201,7 +215,7 @@ class XembedTray:
         state, title, menu = job
         changed_icon = state != self._state
         self._state, self._title, self._menu = state, title[:127], menu
-        self.window.set_wm_name(self._title)
+        self._name(self.window, self._title)
         if changed_icon:
             self._draw_icon()
         if self._tooltip is not None:
@@ -344,14 +358,14 @@ class XembedTray:
             x, y = self._place(tw, th)
             win = self._popup_window(x, y, tw, th, "_NET_WM_WINDOW_TYPE_TOOLTIP",
                                      X.ExposureMask)
-            win.set_wm_name(text)
+            self._name(win, text)
             self._tooltip = (win, img)
             win.map()
         else:
             win = self._tooltip[0]
             x, y = self._place(tw, th)
             win.configure(x=x, y=y, width=tw, height=th)
-            win.set_wm_name(text)
+            self._name(win, text)
             self._tooltip = (win, img)
             self._draw_tooltip()
         self._d.flush()
@@ -433,7 +447,7 @@ class XembedTray:
         win = self._popup_window(x, y, lay.width, lay.height, "_NET_WM_WINDOW_TYPE_POPUP_MENU",
                                  X.ExposureMask | X.ButtonPressMask | X.PointerMotionMask
                                  | X.KeyPressMask)
-        win.set_wm_name(f"{APP_TITLE} menu")
+        self._name(win, f"{APP_TITLE} menu")
         level = _Level(win, items, lay, x, y)
         self._levels.append(level)
         self._describe(level)
