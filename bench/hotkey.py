@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,7 +64,9 @@ def bench(path: str, presses: int, session: DesktopSession, url: str) -> dict[st
         t0 = time.perf_counter()
         cap = capture.capture()
         t1 = time.perf_counter()
-        _c, cands = asker.plan(AskRequest(prompt=cap.text, bare=True, source="hotkey"))
+        req = AskRequest(prompt=cap.text, bare=True, source="hotkey")
+        c = asker.classify(req)
+        cands = asker._candidates(req, c, c.route)  # what the Asker does before it asks
         t2 = time.perf_counter()
         marks.update(captured=t1, planned=t2, started=t0)
         result.update(text=cap.text, cands=cands)
@@ -232,13 +235,135 @@ def default_chord() -> str:
     return default_hotkey()
 
 
+def _own(session: DesktopSession, target: str, data: bytes) -> None:
+    """Put ``data`` on CLIPBOARD as ``target`` through an xclip child the session ends."""
+    import subprocess
+
+    proc = subprocess.Popen(["xclip", "-selection", "clipboard", "-t", target, "-i"],
+                            env=session.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc.communicate(data, timeout=10)
+    session._owners.append(proc.pid)
+    time.sleep(0.1)
+
+
+def _clipboard_bytes(session: DesktopSession, target: str) -> bytes:
+    import subprocess
+
+    return subprocess.run(["xclip", "-selection", "clipboard", "-o", "-t", target],
+                          env=session.env, capture_output=True, timeout=10).stdout
+
+
+def clipboard_bench(session: DesktopSession, presses: int) -> dict[str, int]:
+    """Presses of the grabbed hotkey, each capturing the selection with the real X11
+    backends (xclip, XTEST), with text and then a PNG on the clipboard, on both paths;
+    returns, per case, how many presses left the clipboard byte-identical."""
+    import io
+
+    from PIL import Image
+
+    from labrouter.desktop.clipboard.xclip import XclipClipboard
+    from labrouter.desktop.hotkey import default_hotkey, xdotool_chord
+    from labrouter.desktop.hotkey.x11 import X11GrabHotkey
+    from labrouter.desktop.keyboard.xtest import XtestKeyboard
+    from labrouter.desktop.selection import SelectionCapture
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buf, format="PNG")
+    cases = {"text": ("UTF8_STRING", "the user's clipboard, ünïcödé".encode()),
+             "png": ("image/png", buf.getvalue())}
+    combo = default_hotkey()
+    chord = xdotool_chord(combo)
+    hk = X11GrabHotkey(combo, debounce=0.0)
+    kb = XtestKeyboard()
+    done = threading.Event()
+    state: dict[str, Any] = {}
+
+    def on_press() -> None:  # the hotkey's thread: hand off at once, as the app does
+        threading.Thread(target=lambda: (state["capture"].capture(), done.set())).start()
+
+    out: dict[str, int] = {}
+    hk.start(on_press)
+    try:
+        for path in ("primary", "copy"):
+            state["capture"] = SelectionCapture(XclipClipboard(), kb,
+                                                use_primary=(path == "primary"))
+            for name, (target, data) in cases.items():
+                _own(session, target, data)
+                same = 0
+                for _ in range(presses):
+                    done.clear()
+                    session.press(chord, hold=HOLD)
+                    if not done.wait(5):
+                        raise RuntimeError("the hotkey did not fire, or the capture hung")
+                    same += _clipboard_bytes(session, target) == data
+                out[f"{path}/{name}"] = same
+    finally:
+        hk.stop()
+        kb.close()
+    return out
+
+
+def xterm_bench(session: DesktopSession, presses: int, tmp: Path) -> tuple[int, int]:
+    """Presses of the grabbed hotkey with xterm focused: (bytes the terminal's program
+    received, presses the hotkey saw). The first is 0 when the chord is consumed."""
+    from labrouter.desktop.hotkey import default_hotkey, xdotool_chord
+    from labrouter.desktop.hotkey.x11 import X11GrabHotkey
+
+    typed = tmp / "typed.bin"
+    term = session.xterm_recording_input(typed)
+    seen: list[int] = []
+    hk = X11GrabHotkey(default_hotkey(), debounce=0.0)
+    hk.start(lambda: seen.append(1))
+    try:
+        for _ in range(presses):
+            session.press(xdotool_chord(default_hotkey()), hold=HOLD)
+            time.sleep(0.1)
+        time.sleep(0.5)
+        return len(typed.read_bytes()), len(seen)
+    finally:
+        hk.stop()
+        term.terminate()
+        term.wait(5)
+
+
+def consumed_main(presses: int) -> int:
+    """``--consumed``: the clipboard over 50 presses per case, and 20 presses into xterm."""
+    import tempfile
+
+    reason = skip_reason()
+    if reason:
+        print(f"cannot run: {reason}")
+        return 2
+    session = DesktopSession().start()
+    try:
+        os.environ.update({k: session.env[k] for k in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS")})
+        win = session.window_with_selection("def add(a, b):\n    return a - b")
+        res = clipboard_bench(session, 50)
+        for case, same in res.items():
+            print(f"clipboard byte-identical after the press, {case:13}: {same}/50")
+        win.terminate()
+        win.wait(5)
+        with tempfile.TemporaryDirectory() as tmp:
+            typed, seen = xterm_bench(session, presses, Path(tmp))
+        print(f"{presses} presses into a focused xterm: {seen} seen by labrouter, "
+              f"{typed} bytes typed into the terminal")
+    finally:
+        session.stop()
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--presses", type=int, default=20)
     p.add_argument("--window", action="store_true", help="the answer window's figures")
+    p.add_argument("--consumed", action="store_true",
+                   help="the clipboard over 50 presses (text, PNG) and presses into xterm")
     args = p.parse_args()
     if args.window:
         return window_main(args.presses)
+    if args.consumed:
+        return consumed_main(args.presses)
     reason = skip_reason()
     if reason:
         print(f"cannot run: {reason}")

@@ -182,6 +182,25 @@ def test_the_answer_replaces_asking_and_markup_reaches_the_screen_as_written(
     assert rc == 0, app.tail()
 
 
+def test_a_press_opens_the_answer_window_when_answer_is_window(
+        session: DesktopSession, fake: FakeOllama, tmp_path: Path) -> None:
+    """The wiring: with ``[desktop] answer = "window"`` the hotkey's question is answered
+    in the answer window (desktop/answer), not in notifications."""
+    session.set_clipboard("What is the capital of France?", "primary")
+    app = RunningApp(session, fake, tmp_path, answer="window")
+    before = len(session.notify_calls())
+    try:
+        session.press(CHORD)
+        wait_for(lambda: "answer window shown" in app.text() or
+                 "answering in notifications" in app.text(), 20, "the answer to be shown")
+        assert "answer window shown" in app.text(), app.tail()
+        assert not [n for n in session.notify_calls()[before:] if ANSWER in n.body]
+    finally:
+        rc = app.stop()
+        session.set_clipboard("", "primary")
+    assert rc == 0, app.tail()
+
+
 def test_nothing_selected_says_so_and_keeps_the_clipboard(
         session: DesktopSession, fake: FakeOllama, tmp_path: Path) -> None:
     session.set_clipboard("KEEP ME")

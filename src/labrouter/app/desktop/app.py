@@ -11,19 +11,19 @@ Threads (``../shared/DESIGN.md``, "Threads"):
 * main thread: the tray (``Tray.run`` blocks until Quit; macOS requires it);
 * one worker thread: the daemon's asyncio loop; every piece of state of this class
   (recent answers, the queue, the running task) is touched only there;
-* pynput's listener thread: the hotkey callback only calls :meth:`DesktopApp.press`;
+* the hotkey's thread: its callback only calls :meth:`DesktopApp.press`;
 * tray menu actions run on the tray's thread and, like the hotkey, only submit a
   coroutine with ``asyncio.run_coroutine_threadsafe``;
 * blocking work (capturing the selection, writing the clipboard, sending a notification,
   start-at-login status) runs in ``asyncio.to_thread`` from the loop.
 
 A press while a request runs (``[desktop] busy``): the selection is captured at once in
-either case, because the user moves on right after pressing. With ``queue`` (default) the
-new question waits and is asked when the current answer is in (at most ``MAX_QUEUED``
-wait; a press beyond that is refused with a notification); with ``cancel`` the running
-request is cancelled, the queue emptied, and the new one asked. A second press while the
-first press is still *capturing* (within a few hundred ms) is ignored: it is the same
-press bouncing, or a double press.
+every case, because the user moves on right after pressing. With ``ask`` (default) the
+press offers to cancel the running request, and a second press within
+``CONFIRM_WINDOW`` does so and asks the new question; with ``cancel`` that happens at
+once; with ``queue`` the new question waits (at most ``MAX_QUEUED``). A press while the
+first press is still *capturing* is ignored: it is the same press bouncing. Requests are
+numbered: only the newest may write the clipboard.
 """
 
 from __future__ import annotations
@@ -392,6 +392,7 @@ class DesktopApp:
             try:
                 session = await self.windows.show(running.req)
                 self.events.append("answer window shown")
+                log.info("answer window shown")
                 del session  # it goes on by itself until the user closes the window
                 return
             except Exception as exc:  # WindowUnavailable: notifications instead
