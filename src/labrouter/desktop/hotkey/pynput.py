@@ -139,17 +139,7 @@ class PynputHotkey:
         listener.stop()
         if listener is threading.current_thread():
             return
-        listener.join(0.5)
-        if listener.is_alive() and sys.platform.startswith("linux"):
-            # pynput's xorg listener queues its XRecord "disable" on the recording
-            # connection without flushing it, so it stops only at the next key event;
-            # send the same request over its other connection, flushed
-            try:
-                listener._display_stop.record_disable_context(listener._context)
-                listener._display_stop.flush()
-            except Exception:
-                log.debug("could not wake pynput's listener", exc_info=True)
-            listener.join(2.0)
+        listener.join(2.0)
 
     def modifiers_down(self) -> bool:
         with self._lock:
