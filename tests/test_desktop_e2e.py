@@ -171,7 +171,7 @@ def test_the_answer_replaces_asking_and_markup_reaches_the_screen_as_written(
     try:
         session.dunst_history()  # empty it
         session.press(CHORD)
-        wait_for(lambda: any(escape(answer) == b for _s, b in session.dunst_history()), 20,
+        wait_for(lambda: any(escape(answer) == b for _s, b in session.dunst_history()), 40,
                  "the answer, escaped, in dunst's history")
         history = session.dunst_history()
         assert not any(b.startswith("Asking") for _s, b in history), history
