@@ -841,3 +841,16 @@ def test_the_chain_shows_plainly_where_no_backend_can_replace() -> None:
     chain = notify.NotificationChain([a], env={})
     shown = chain.show("T", "B", replaces=notify.Shown("a", 3), actions=(("copy", "Copy"),))
     assert shown == notify.Shown("a", 0) and a.sent == [("T", "B")]
+
+
+def test_a_plain_linux_install_grabs_the_hotkey_without_pynput(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip install on Linux brings python-xlib, not pynput: the X11 hotkey must not need it
+    (without it the chord went through to the focused terminal as U+0080)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("pynput") else real(name, *a))
+    assert hotkey.hotkey_problem({"DISPLAY": ":0"}, platform="linux") is None
+    assert "pynput" in (hotkey.hotkey_problem({}, platform="win32") or "")

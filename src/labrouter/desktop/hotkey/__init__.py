@@ -99,10 +99,10 @@ def hotkey_problem(env: Mapping[str, str] | None = None,
     platform = platform or sys.platform
     import importlib.util
 
-    if importlib.util.find_spec("pynput") is None:
-        # on Linux, pynput's evdev dependency needs a C compiler and is not used
-        return ("pynput is not installed (" + ("pip install --no-deps 'pynput<2'"
-                if platform.startswith("linux") else "pip install pynput") + ")")
+    # on Linux the key is grabbed with python-xlib: pynput (whose evdev dependency needs a
+    # C compiler) is not needed there
+    if not platform.startswith("linux") and importlib.util.find_spec("pynput") is None:
+        return "pynput is not installed (pip install pynput)"
     if platform.startswith("linux"):
         if is_wayland(env):
             return "Wayland: global hotkeys cannot be grabbed. " + WAYLAND_HINT

@@ -25,7 +25,9 @@ def keyboard_specs(env: Mapping[str, str] | None = None,
         import importlib.util
 
         if importlib.util.find_spec("pynput") is None:
-            return "pynput is not installed (see labrouter doctor)"
+            return "pynput is not installed" + (
+                " (not needed on X11: the xtest backend sends the keys)"
+                if sys.platform.startswith("linux") else " (pip install pynput)")
         if sys.platform.startswith("linux"):
             if is_wayland(env):
                 return "Wayland: pynput cannot send keys to other applications"
