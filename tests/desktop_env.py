@@ -494,6 +494,12 @@ app.recent.appendleft(RecentAnswer("def add(a, b): return a - b",
     "The function subtracts instead of adding: use a + b.", "qwen3-coder:30b on gpu-box (code)",
     time.time() - 120))
 app.autostart_state = True
+# a question running for 12 s: the menu shows it with its time and a Cancel item
+from labrouter.app.desktop.app import Running
+running = asyncio.run_coroutine_threadsafe(asyncio.sleep(3600), loop)
+app.current = Running(1, None, time.monotonic() - 12, "qwen3-coder:30b on gpu-box (code)",
+                      task=running)
+app.busy_text = "Asking qwen3-coder:30b on gpu-box (code)…"
 def ready():
     print("READY", tray.name, flush=True)
 threading.Timer(1.5, ready).start()
