@@ -120,3 +120,43 @@ total = 60.0
     stats = subprocess.run([sys.executable, "-m", "labrouter", "stats", "--json"],
                            capture_output=True, text=True, env=env, timeout=60)
     assert json.loads(stats.stdout)["by_model"][llm.model]["requests"] == 1
+
+
+async def test_the_front_door_passes_the_real_finish_reason_and_usage(llm: RealLLM) -> None:
+    """Issue 12: a reply cut by max_tokens says "length" through both APIs, with the usage
+    the server counted; the real `openai` and `ollama` clients read it."""
+    import ollama
+    import openai
+
+    from labrouter.app.frontdoor import FrontDoor, FrontDoorSite
+    from labrouter.ask import Asker
+    from labrouter.core.config import Config
+    from labrouter.core.peers import ModelInfo, Peer, ServerState
+
+    me = Peer(node_id="me", name="ci", is_self=True, servers=(ServerState(
+        id="llama-cpp", url=llm.url, kind="openai", models=(ModelInfo(llm.model),)),))
+    config = Config()
+    asker = Asker(config, lambda: [me])
+    site = FrontDoorSite(FrontDoor(asker, lambda: [me], config), "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{await site.start()}"
+    question = [{"role": "user", "content": "Count from one to twenty in words."}]
+    try:
+        async with asyncio.timeout(TIMEOUTS.total):
+            oc = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+            r = await oc.chat.completions.create(model=llm.model, messages=question,
+                                                 max_tokens=3, temperature=0, seed=1)
+            assert r.choices[0].finish_reason == "length"
+            assert r.usage is not None and r.usage.completion_tokens == 3
+            finish = None
+            async for chunk in await oc.chat.completions.create(
+                    model=llm.model, messages=question, max_tokens=3, stream=True):
+                if chunk.choices:
+                    finish = chunk.choices[0].finish_reason or finish
+            assert finish == "length"
+            await oc.close()
+            cut = await ollama.AsyncClient(host=url).chat(
+                model=llm.model, messages=question, options={"num_predict": 3}, stream=False)
+            assert cut.done_reason == "length" and cut.eval_count == 3
+    finally:
+        await site.stop()
+        await asker.connector.aclose()  # type: ignore[attr-defined]

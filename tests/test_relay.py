@@ -330,6 +330,6 @@ async def test_nothing_listening_is_unreachable(tmp_path: Path) -> None:
 
     ident = ensure_identity(tmp_path / "tls", write_private)
     client = RelayBackend("127.0.0.1", free_port(), ident.fingerprint, "ollama", KEY, FAST)
-    with pytest.raises(Unreachable, match="cannot connect"):
+    with pytest.raises(Unreachable, match="cannot reach"):
         await collect(client)
     await client.aclose()

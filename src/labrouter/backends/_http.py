@@ -7,22 +7,20 @@ enters, with ``raise ... from exc``. Knows nothing of Ollama or OpenAI payloads 
 shape of their error bodies.
 
 Timeouts: ``connect`` goes to httpx (it knows when a TCP/TLS handshake is stuck);
-``first_token``, ``gap`` and ``total`` are asyncio deadlines around each wait for the server,
-so a server that accepts the connection and then says nothing can never hang a caller.
-The deadlines cover only the time spent waiting for the server, never the caller's own time
-between two chunks.
+``first_token``, ``gap`` and ``total`` are the deadlines of ``deadlines.Deadlines`` around
+each wait for the server (what each means is written there, the same for the relay), so a
+server that accepts the connection and then says nothing can never hang a caller. Library
+errors become ``core.errors`` types through the one table of ``failures.py``.
 
 Must not import desktop packages or anything in ``app/``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any, NoReturn, TypeVar
 
 import httpx
 
@@ -34,10 +32,15 @@ from ..core.errors import (
     ProtocolError,
     Refused,
     ServerFailure,
-    Unreachable,
 )
+from .deadlines import Deadlines, Expired, timeout_error
+from .failures import transport_error
+
+__all__ = ["Deadlines", "HttpSide", "expect", "fail_protocol", "got_token", "make_client",
+           "parse_json"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _MAX_ERROR_BODY = 300  # characters of a server's error text quoted in a message
 
@@ -64,23 +67,6 @@ def make_client(base_url: str, timeouts: TimeoutConfig, *,
     )
 
 
-@dataclass
-class Deadlines:
-    """The deadlines of one request, in loop time, from its start."""
-
-    loop: asyncio.AbstractEventLoop
-    start: float
-    first_token: float
-    total: float
-    token_seen: bool = False  # after the first token, the gap deadline applies
-
-    @classmethod
-    def begin(cls, timeouts: TimeoutConfig) -> Deadlines:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        return cls(loop, now, now + timeouts.first_token, now + timeouts.total)
-
-
 class HttpSide:
     """Helpers bound to one server: its label for messages and its timeouts."""
 
@@ -89,79 +75,25 @@ class HttpSide:
         self.timeouts = timeouts
         self.client = client
 
-    # ------------------------------------------------------------ timeouts
+    # ------------------------------------------------------------ timeouts and errors
 
     def timeout_error(self, which: str, what: str) -> BackendTimeout:
-        seconds = getattr(self.timeouts, which)
-        text = {
-            "connect": f"could not connect to {self.label} within {seconds:g} s",
-            "first_token": f"{self.label} sent no answer to {what} within {seconds:g} s",
-            "gap": f"{self.label} went silent for {seconds:g} s in the middle of {what}",
-            "total": f"{what} on {self.label} took longer than {seconds:g} s in all",
-        }[which]
-        return BackendTimeout(
-            f"{text} (timeouts.{which})",
-            hint=f"Check that {self.label} is up and not overloaded, or raise "
-                 f"timeouts.{which} in the config.",
-        )
+        return timeout_error(self.timeouts, which, self.label, what)
 
-    async def wait(self, awaitable: Any, deadline: float, which: str, what: str,
-                   dl: Deadlines) -> Any:
-        """Await one step of a request before ``deadline`` (or the total deadline)."""
-        if dl.total <= deadline:
-            deadline, which = dl.total, "total"
+    async def wait(self, awaitable: Awaitable[T], which: str, what: str, dl: Deadlines, *,
+                   mid_stream: bool = False) -> T:
+        """Await one step of a request before its deadline (``which`` or ``total``)."""
         try:
-            async with asyncio.timeout_at(deadline):
-                return await awaitable
-        except TimeoutError as exc:
-            raise self.timeout_error(which, what) from exc
+            return await dl.wait(awaitable, which)
+        except Expired as exc:
+            raise self.timeout_error(exc.which, what) from None
         except httpx.HTTPError as exc:
-            raise self.translate(exc, what) from exc
-
-    # ------------------------------------------------------------ exceptions
+            raise self.translate(exc, what, mid_stream=mid_stream) from exc
 
     def translate(self, exc: httpx.HTTPError, what: str, *,
                   mid_stream: bool = False) -> BackendError:
         """An httpx exception as the error type the fallover logic decides on."""
-        detail = str(exc) or type(exc).__name__
-        if isinstance(exc, httpx.ConnectTimeout):
-            return self.timeout_error("connect", what)
-        if isinstance(exc, httpx.TimeoutException):  # read/write/pool, only if httpx timed out
-            return self.timeout_error("gap" if mid_stream else "first_token", what)
-        if isinstance(exc, httpx.ConnectError):
-            return Unreachable(
-                f"cannot reach {self.label}: {detail}",
-                hint=f"Check that the server at {self.label} is running and that the URL, "
-                     "port and firewall allow this machine to reach it.",
-            )
-        if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-            return Unreachable(
-                f"bad server URL {self.label}: {detail}",
-                hint="Fix the server's url in the config (http://host:port).",
-            )
-        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-            if mid_stream or any(w in detail for w in ("incomplete", "peer closed",
-                                                       "disconnected")):
-                return ServerFailure(
-                    f"{self.label} dropped the connection in the middle of {what}: {detail}",
-                    hint="The server may have crashed or restarted; try again, or check its "
-                         "log.",
-                )
-            if isinstance(exc, httpx.RemoteProtocolError):
-                return ProtocolError(
-                    f"{self.label} answered {what} with malformed HTTP: {detail}",
-                    hint="Check that the url points at the right kind of server.",
-                )
-            return Unreachable(
-                f"lost the connection to {self.label} during {what}: {detail}",
-                hint=f"Check that {self.label} is running.",
-            )
-        if isinstance(exc, httpx.DecodingError):
-            return ProtocolError(f"{self.label} sent an undecodable body for {what}: {detail}")
-        if isinstance(exc, httpx.TransportError):
-            return Unreachable(f"cannot talk to {self.label}: {detail}",
-                               hint=f"Check that {self.label} is running.")
-        return ProtocolError(f"{what} on {self.label} failed: {detail}")
+        return transport_error(exc, self.label, what, self.timeouts, mid_stream=mid_stream)
 
     # ------------------------------------------------------------ HTTP statuses
 
@@ -211,8 +143,7 @@ class HttpSide:
             return
         try:
             if dl is not None:
-                body = await self.wait(response.aread(), dl.loop.time() + self.timeouts.gap,
-                                       "gap", what, dl)
+                body = await self.wait(response.aread(), "gap", what, dl)
             else:
                 body = await response.aread()
         except BackendError:
@@ -232,12 +163,12 @@ class HttpSide:
         """
         dl = Deadlines.begin(self.timeouts)
         request = self.client.build_request(method, path, json=body)
-        response = await self.wait(self.client.send(request, stream=True), dl.first_token,
-                                   "first_token", what, dl)
+        response = await self.wait(self.client.send(request, stream=True), "first_token",
+                                   what, dl)
         try:
             await self.raise_for_status(response, what, model=model, api_key_env=api_key_env,
                                         dl=dl)
-            raw = await self.wait(response.aread(), dl.first_token, "first_token", what, dl)
+            raw = await self.wait(response.aread(), "first_token", what, dl)
         finally:
             await response.aclose()
         return parse_json(raw, self.label, what)
@@ -248,7 +179,7 @@ class HttpSide:
         """Send a streaming POST and return the response once its headers are in."""
         request = self.client.build_request("POST", path, json=body)
         response: httpx.Response = await self.wait(
-            self.client.send(request, stream=True), dl.first_token, "first_token", what, dl)
+            self.client.send(request, stream=True), "first_token", what, dl)
         try:
             await self.raise_for_status(response, what, model=model, api_key_env=api_key_env,
                                         dl=dl)
@@ -266,32 +197,17 @@ class HttpSide:
         """
         it = response.aiter_lines().__aiter__()
         while True:
-            if not dl.token_seen:
-                deadline, which = dl.first_token, "first_token"
-            else:
-                deadline, which = dl.loop.time() + self.timeouts.gap, "gap"
             try:
-                line = await self.wait_line(it, deadline, which, what, dl)
+                line = await self.wait(anext(it), "gap" if dl.token_seen else "first_token",
+                                       what, dl, mid_stream=True)
             except StopAsyncIteration:
                 return
             yield line
 
-    async def wait_line(self, it: AsyncIterator[str], deadline: float, which: str,
-                        what: str, dl: Deadlines) -> str:
-        if dl.total <= deadline:
-            deadline, which = dl.total, "total"
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await anext(it)
-        except TimeoutError as exc:
-            raise self.timeout_error(which, what) from exc
-        except httpx.HTTPError as exc:
-            raise self.translate(exc, what, mid_stream=True) from exc
-
 
 def got_token(dl: Deadlines) -> None:
     """Mark that the first token arrived: from now on the gap timeout applies."""
-    dl.token_seen = True
+    dl.got_token()
 
 
 def error_text(body: bytes) -> str:

@@ -16,21 +16,21 @@ Must not import ``app``, ``cluster`` or ``desktop``: the key comes as a ``KeySou
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import aiohttp
 
 from ..backends.base import Backend, ChatChunk, ChatMessage, ChatOptions
+from ..backends.deadlines import Deadlines, Expired, timeout_error
+from ..backends.failures import transport_error
 from ..core.config import TimeoutConfig
 from ..core.errors import (
     BackendError,
-    BackendTimeout,
     ModelNotFound,
     ProtocolError,
     Refused,
@@ -52,6 +52,7 @@ from .tls import normalize_fingerprint
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 KeySource = Callable[[], bytes | None]
 Connector = Callable[[Candidate], Backend]
 
@@ -113,7 +114,7 @@ class RelayBackend:
         return f"{self.peer_name} (relay)"
 
     async def _open(self, action: str, payload: Mapping[str, Any],
-                    wait: float) -> aiohttp.ClientResponse:
+                    dl: Deadlines) -> aiohttp.ClientResponse:
         """Send one signed request; returns the response once its headers are in (2xx)."""
         if self.pin is None:
             raise Unreachable(f"{self._where()}: announced no valid certificate fingerprint",
@@ -124,25 +125,30 @@ class RelayBackend:
         headers = {"Content-Type": "application/json",
                    **self._signer().headers("POST", path, body, self.clock())}
         session = self._get_session()
-        try:
-            resp = await asyncio.wait_for(
-                session.post(self.base + path, data=body, headers=headers, ssl=self.pin,
-                             allow_redirects=False),
-                self.timeouts.connect + wait)
-        except Exception as exc:
-            raise self._translate(exc) from exc
+        resp = await self._wait(session.post(self.base + path, data=body, headers=headers,
+                                             ssl=self.pin, allow_redirects=False),
+                                "first_token", action, dl)
         if resp.status == 200:
             return resp
         try:
-            raise await self._status_error(resp)
+            raise await self._status_error(resp, dl)
         finally:
             resp.release()
 
-    async def _status_error(self, resp: aiohttp.ClientResponse) -> BackendError:
+    async def _wait(self, aw: Awaitable[T], which: str, what: str, dl: Deadlines, *,
+                    mid_stream: bool = False) -> T:
+        """One wait for the peer, bounded by the request's deadlines."""
         try:
-            text = await asyncio.wait_for(resp.text(), self.timeouts.gap)
-            data = json.loads(text)
-        except (TimeoutError, ValueError, aiohttp.ClientError):
+            return await dl.wait(aw, which)
+        except Expired as exc:
+            raise timeout_error(self.timeouts, exc.which, self._where(), what) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._translate(exc, what, mid_stream=mid_stream) from exc
+
+    async def _status_error(self, resp: aiohttp.ClientResponse, dl: Deadlines) -> BackendError:
+        try:
+            data = json.loads(await self._wait(resp.text(), "gap", "an error answer", dl))
+        except (BackendError, ValueError):
             data = None
         where = self._where()
         if resp.status == 401:
@@ -166,37 +172,22 @@ class RelayBackend:
             return ModelNotFound(f"{where}: not found (HTTP 404)")
         return ServerFailure(f"{where}: HTTP {resp.status}")
 
-    def _translate(self, exc: Exception) -> BackendError:
+    def _translate(self, exc: BaseException, what: str, *,
+                   mid_stream: bool = False) -> BackendError:
         """The ``core.errors`` type for an aiohttp or socket error (cancellation is never
         caught, so it always propagates as itself)."""
-        where = self._where()
-        if isinstance(exc, BackendError):
-            return exc
-        if isinstance(exc, aiohttp.ServerFingerprintMismatch):
-            return Unreachable(
-                f"{where}: the certificate at {exc.host}:{exc.port} is not the one this peer "
-                "announced; nothing was sent to it",
-                hint="Another device may be answering on that address. If the peer made a "
-                     "new certificate, it is picked up from its next announcement.")
-        if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-            return BackendTimeout(f"{where}: no answer in time")
-        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError |
-                      aiohttp.ClientOSError | ConnectionError):
-            return Unreachable(f"{where}: cannot connect ({exc})",
-                               hint="Check that labrouter runs on that machine and that its "
-                                    "firewall lets the relay port through.")
-        if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
-            return ProtocolError(f"{where}: broken response ({exc})")
-        if isinstance(exc, aiohttp.ClientError | OSError):
-            return Unreachable(f"{where}: {exc}")
-        return ProtocolError(f"{where}: unexpected {type(exc).__name__}: {exc}")
+        return transport_error(
+            exc, self._where(), what, self.timeouts, mid_stream=mid_stream,
+            unreachable_hint="Check that labrouter runs on that machine and that its "
+                             "firewall lets the relay port through.")
 
     async def _call(self, action: str, payload: Mapping[str, Any] | None = None) -> Any:
-        resp = await self._open(action, payload or {}, self.timeouts.gap)
+        """One small request whose answer is one JSON document, within ``first_token``
+        (as a direct server's ``tags`` or ``show``)."""
+        dl = Deadlines.begin(self.timeouts)
+        resp = await self._open(action, payload or {}, dl)
         try:
-            text = await asyncio.wait_for(resp.text(), self.timeouts.gap)
-        except Exception as exc:
-            raise self._translate(exc) from exc
+            text = await self._wait(resp.text(), "first_token", action, dl)
         finally:
             resp.release()
         try:
@@ -240,30 +231,18 @@ class RelayBackend:
 
     async def _chat(self, model: str, messages: list[ChatMessage],
                     options: ChatOptions | None) -> AsyncIterator[ChatChunk]:
-        t = self.timeouts
-        waited = 0.0  # only time spent waiting for the peer counts towards ``total``
-
-        async def wait(aw: Any, limit: float) -> Any:
-            nonlocal waited
-            start = time.monotonic()
-            try:
-                return await asyncio.wait_for(aw, max(0.001, min(limit, t.total - waited)))
-            finally:
-                waited += time.monotonic() - start
-
+        what = f"chat with {model}"
+        dl = Deadlines.begin(self.timeouts)
         payload = {"model": model, "messages": messages_to_json(messages),
                    "options": options_to_json(options)}
-        start = time.monotonic()
         # the relay sends its headers with the first chunk, so this wait covers the load
-        resp = await self._open("chat", payload, min(t.first_token, t.total))
-        waited += time.monotonic() - start
+        resp = await self._open("chat", payload, dl)
+        dl.got_token()
+        done = False
         try:
-            done = False
             while not done:
-                try:
-                    line = await wait(resp.content.readline(), t.gap)
-                except Exception as exc:
-                    raise self._translate(exc) from exc
+                line = await self._wait(resp.content.readline(), "gap", what, dl,
+                                        mid_stream=True)
                 if not line:
                     raise ProtocolError(f"{self._where()}: the stream ended before the answer "
                                         "was complete")
@@ -283,7 +262,7 @@ class RelayBackend:
                     # read the end of the chunked body, so the connection goes back to the
                     # pool instead of being closed under the relay's final write
                     with contextlib.suppress(Exception):
-                        await wait(resp.content.read(), t.gap)
+                        await dl.wait(resp.content.read(), "gap")
                     done = True
                 yield chunk
         finally:
