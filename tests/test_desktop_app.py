@@ -672,3 +672,15 @@ async def test_the_copy_action_of_a_notification_copies_the_answer(ctx: Context)
             break
         await asyncio.sleep(0.01)
     assert a.cb.text == "copy me"
+
+
+async def test_the_same_text_selected_again_is_asked_at_once(ctx: Context) -> None:
+    """X11 stamps each selection (owner, time): the same words highlighted anew are a new
+    selection and are asked without a second press."""
+    a = App(ctx)
+    await a.start()
+    await a.press_and_wait()
+    a.cb.primary_time += 1  # the user selected the same text again
+    a.now += 30
+    await a.press_and_wait()
+    assert len(a.asker.requests) == 2

@@ -48,6 +48,9 @@ class Capture:
     method: str = "none"  # "primary" | "copy" | "none"
     restored: bool = True  # the user's clipboard text is what it was before
     duration: float = 0.0  # seconds spent capturing
+    #: which selection PRIMARY was (its owner and the time it was taken, X11), "" where
+    #: unknown: the same text with the same stamp was not selected again
+    stamp: str = ""
 
     @property
     def empty(self) -> bool:
@@ -75,7 +78,10 @@ class SelectionCapture:
         if self.use_primary and self.clipboard.has_primary:
             primary = self.clipboard.read_primary()
             if primary and primary.strip():
-                return Capture(primary, image, "primary", True, self.clock() - start)
+                stamp_of = getattr(self.clipboard, "primary_stamp", None)
+                stamp = stamp_of() if stamp_of is not None else ""
+                return Capture(primary, image, "primary", True, self.clock() - start,
+                               stamp or "")
         text, restored = self._copy_selection()
         method = "copy" if text.strip() else "none"
         return Capture(text, image, method, restored, self.clock() - start)

@@ -259,8 +259,8 @@ class DesktopApp:
         now = self.clock()
         confirmed = now < self._confirm_until
         self._confirm_until = 0.0
-        if cap.method == "primary" and _digest(cap.text.encode()) == self._last_primary \
-                and not confirmed:
+        primary_key = _digest(f"{cap.stamp}\0{cap.text}".encode())
+        if cap.method == "primary" and primary_key == self._last_primary and not confirmed:
             # PRIMARY outlives the highlight (xterm keeps owning it after a click elsewhere):
             # the same text as last time is not asked again without the user saying so
             self._confirm_until = now + CONFIRM_WINDOW
@@ -278,7 +278,7 @@ class DesktopApp:
                               f"{self.hotkey_text} again{stale}.")
             return
         if cap.method == "primary":
-            self._last_primary = _digest(cap.text.encode())
+            self._last_primary = primary_key
         await self.ask_about(cap.text, image, "hotkey", confirmed=confirmed)
 
     def _fresh_image(self, image: bytes | None) -> bytes | None:

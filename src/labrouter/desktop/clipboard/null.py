@@ -15,6 +15,7 @@ class MemoryClipboard:
     primary: str | None = None
     image: bytes | None = None
     supports_primary: bool = False
+    primary_time: int = 0  # stands for X's selection timestamp (tests)
     writes: list[str] = field(default_factory=list)
     name: str = "null"
 
@@ -41,6 +42,9 @@ class MemoryClipboard:
 
     def read_primary(self) -> str | None:
         return self.primary if self.supports_primary else None
+
+    def primary_stamp(self) -> str:
+        return str(self.primary_time) if self.supports_primary else ""
 
     def read_image(self) -> bytes | None:
         return self.image

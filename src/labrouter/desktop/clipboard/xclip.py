@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import time
 
 from . import base
 from .base import X11_FORMATS, Saved, best_format
@@ -37,6 +38,50 @@ class XclipClipboard:
     def read_primary(self) -> str | None:
         data = self._read("primary")
         return None if data is None else data.decode("utf-8", "replace")
+
+    def primary_stamp(self) -> str:
+        """Which PRIMARY selection this is: its owner window and the time the owner took
+        it (ICCCM's TIMESTAMP target), "" when unknown. xterm keeps owning PRIMARY after
+        the user clicks to deselect, so the text alone cannot tell an old selection from
+        the same text selected again; the stamp changes when it is selected again."""
+        try:
+            from Xlib import X, Xatom
+            from Xlib import display as xdisplay
+        except ImportError:
+            return ""
+        try:
+            d = xdisplay.Display()
+        except Exception:
+            return ""
+        try:
+            owner = d.get_selection_owner(Xatom.PRIMARY)
+            if owner in (X.NONE, None) or getattr(owner, "id", 0) == 0:
+                return ""
+            win = d.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent)
+            prop = d.intern_atom("LABROUTER_PRIMARY_TIME")
+            win.convert_selection(Xatom.PRIMARY, d.intern_atom("TIMESTAMP"), prop,
+                                  X.CurrentTime)
+            d.flush()
+            deadline = time.monotonic() + 0.3
+            value = b""
+            while time.monotonic() < deadline:
+                if not d.pending_events():
+                    time.sleep(0.005)
+                    continue
+                ev = d.next_event()
+                if ev.type == X.SelectionNotify:
+                    if ev.property != X.NONE:
+                        got = win.get_full_property(prop, X.AnyPropertyType)
+                        if got is not None:
+                            value = bytes(got.value) if isinstance(got.value, bytes) \
+                                else str(list(got.value)).encode()
+                    break
+            return f"{owner.id:x}:{value[:64].hex()}"
+        except Exception as exc:
+            log.debug("no PRIMARY timestamp: %s", exc)
+            return ""
+        finally:
+            d.close()
 
     def write_text(self, text: str) -> None:
         subprocess.run([self.binary, "-selection", "clipboard", "-i"],
