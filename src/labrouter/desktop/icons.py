@@ -128,9 +128,9 @@ def draw_icon(state: str, size: int, template: bool = False) -> Image.Image:
         if glyph == "paused":
             # at least 1.5 output pixels each: at 16 px the bars would blur into a block
             bw = max(px(0.075 * scale), 1.5 * _SUPERSAMPLE)
-            gap = max(px(0.06 * scale), 1.5 * _SUPERSAMPLE)
+            bar_gap = max(px(0.06 * scale), 1.5 * _SUPERSAMPLE)
             bh = px(0.26 * scale)
-            for x0 in (cx - gap / 2 - bw, cx + gap / 2):
+            for x0 in (cx - bar_gap / 2 - bw, cx + bar_gap / 2):
                 d.rectangle((x0, cy - bh / 2, x0 + bw, cy + bh / 2), fill=fg)
         else:
             disc(*hub, _HUB_R)

@@ -40,8 +40,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -96,7 +96,7 @@ class StreamAsker(Protocol):
 
     def classify(self, req: Any) -> Any: ...
 
-    def stream(self, req: Any) -> AsyncIterator[Any]: ...
+    def stream(self, req: Any) -> AsyncGenerator[Any, None]: ...
 
 
 class AnswerWindowsLike(Protocol):
@@ -119,7 +119,15 @@ class Running:
     req: Any
     t0: float
     label: str = ""
-    task: asyncio.Task[None] = field(default=None)  # type: ignore[assignment]
+    task: asyncio.Task[None] | None = None  # set as soon as it is started
+
+    @property
+    def active(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
 
 
 def _digest(data: bytes) -> str:
@@ -310,7 +318,7 @@ class DesktopApp:
         "asking", "queued", "refused", "offered" or "cancelled-previous"."""
         req = self.request_for(text, image, source)
         outcome = "asking"
-        running = self.current is not None and not self.current.task.done()
+        running = self.current is not None and self.current.active
         if running:
             assert self.current is not None
             policy = self.config.desktop.busy
@@ -334,7 +342,7 @@ class DesktopApp:
                 await self.notify("Queued", "Will ask once the current answer is in.")
                 return "queued"
             self.pending.clear()
-            self.current.task.cancel()
+            self.current.cancel()
             self.events.append("cancelled the running request")
             outcome = "cancelled-previous"
         self._start(req)
@@ -351,9 +359,9 @@ class DesktopApp:
         self.submit(self.cancel_current())
 
     async def cancel_current(self) -> None:
-        if self.current is not None and not self.current.task.done():
+        if self.current is not None and self.current.active:
             self.pending.clear()
-            self.current.task.cancel()
+            self.current.cancel()
             self.events.append("cancelled from the menu")
 
     async def _control_ask_selection(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -490,10 +498,12 @@ class DesktopApp:
 
     def _save_recent(self) -> None:
         recent = tuple(self.recent)
+        store = self.store
 
         def save() -> None:
             try:
-                self.store.save(recent)
+                if store is not None:
+                    store.save(recent)
             except OSError:
                 log.warning("could not keep the recent answers", exc_info=True)
 
@@ -511,7 +521,7 @@ class DesktopApp:
 
     async def _tick(self) -> None:
         """While a question runs, the tray says for how long (once a second)."""
-        while self.current is not None and not self.current.task.done():
+        while self.current is not None and self.current.active:
             self.refresh()
             await asyncio.sleep(1.0)
         self.refresh()
@@ -568,7 +578,7 @@ class DesktopApp:
 
     def view(self) -> TrayView:
         busy = ""
-        if self.busy_text and self.current is not None and not self.current.task.done():
+        if self.busy_text and self.current is not None and self.current.active:
             busy = f"{self.busy_text} {elapsed_text(self.clock() - self.current.t0)}"
         return TrayView(peers=tuple(self.daemon.snapshot()), recent=tuple(self.recent),
                         autostart=self.autostart_state, busy=busy, hotkey=self.hotkey_text)
@@ -692,9 +702,9 @@ class DesktopApp:
                     fut.result(5)
                 except Exception:
                     log.debug("closing the answer windows failed", exc_info=True)
-        if self.current is not None and not self.current.task.done():
+        if self.current is not None and self.current.active:
             try:
-                self.loop.call_soon_threadsafe(self.current.task.cancel)
+                self.loop.call_soon_threadsafe(self.current.cancel)
             except RuntimeError:
                 pass
         if self.stop_daemon is not None:
