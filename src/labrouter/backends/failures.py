@@ -78,11 +78,10 @@ def transport_error(exc: BaseException, where: str, what: str, timeouts: Timeout
         return timeout_error(timeouts, "connect", where, what)
     if failure is Failure.READ_TIMEOUT:
         return timeout_error(timeouts, "gap" if mid_stream else "first_token", where, what)
-    if failure is Failure.PIN_MISMATCH:
+    if isinstance(exc, aiohttp.ServerFingerprintMismatch):
         return Unreachable(
-            f"{where}: the certificate at {getattr(exc, 'host', '?')}:"
-            f"{getattr(exc, 'port', '?')} is not the one this peer announced; nothing was "
-            "sent to it",
+            f"{where}: the certificate at {exc.host}:{exc.port} is not the one this peer "
+            "announced; nothing was sent to it",
             hint="Another device may be answering on that address. If the peer made a new "
                  "certificate, it is picked up from its next announcement.")
     if failure is Failure.BAD_URL:

@@ -16,6 +16,7 @@ from ..core.errors import UsageError
 
 if TYPE_CHECKING:
     from ..ask import AskEvent, AskResult, Attempt, FellOver, Started
+    from ..core.classify import Classifier
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -104,12 +105,12 @@ def _route(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _route_batch(classifier: Any) -> int:
+def _route_batch(classifier: Classifier) -> int:
     out = sys.stdout
     for lineno, line in enumerate(sys.stdin, 1):
         if not line.strip():
             continue
-        ident: Any = None
+        ident: object = None
         try:
             d = json.loads(line)
             if not isinstance(d, dict):
