@@ -196,7 +196,7 @@ class DesktopSession:
         os.close(wfd)
         self.procs.append(("Xvfb", xvfb))
         number = b""
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not number.endswith(b"\n") and time.monotonic() < deadline:
             chunk = os.read(rfd, 16)
             if not chunk:
@@ -207,14 +207,14 @@ class DesktopSession:
             raise RuntimeError("Xvfb did not report its display")
         self.env["DISPLAY"] = f":{number.decode().strip()}"
         wait_for(lambda: subprocess.run(["xdpyinfo"], env=self.env, capture_output=True)
-                 .returncode == 0 if shutil.which("xdpyinfo") else True, 10, "Xvfb")
+                 .returncode == 0 if shutil.which("xdpyinfo") else True, 30, "Xvfb")
 
         bus = self.run_dir / "bus"
         conf = self.run_dir / "bus.conf"
         conf.write_text(BUS_CONF.format(bus=bus))
         self.spawn("dbus-daemon", ["dbus-daemon", f"--config-file={conf}", "--nofork",
                                    "--nopidfile"])
-        wait_for(bus.exists, 10, "the D-Bus session bus")
+        wait_for(bus.exists, 30, "the D-Bus session bus")
         self.env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={bus}"
 
         self.monitor_log = self.run_dir / "monitor.log"
@@ -222,18 +222,18 @@ class DesktopSession:
                                     "type='method_call',interface='org.freedesktop."
                                     "Notifications',member='Notify'"],
                    stdout=open(self.monitor_log, "wb"))  # noqa: SIM115
-        wait_for(lambda: "NameLost" in self.monitor_log.read_text(errors="replace"), 10,
+        wait_for(lambda: "NameLost" in self.monitor_log.read_text(errors="replace"), 30,
                  "dbus-monitor")
         dunstrc = self.run_dir / "dunstrc"
         dunstrc.write_text("[global]\n    history_length = 100\n    markup = full\n")
         self.spawn("dunst", ["dunst", "-config", str(dunstrc)])
-        wait_for(self.notification_server_up, 10, "the notification server")
+        wait_for(self.notification_server_up, 30, "the notification server")
         if self.tray:
             self.spawn("trayer", ["trayer", "--edge", "top", "--align", "right",
                                   "--widthtype", "pixel", "--width", "200", "--heighttype",
                                   "pixel", "--height", "32", "--transparent", "false",
                                   "--SetDockType", "false"])
-            wait_for(self.tray_up, 10, "the tray (trayer)")
+            wait_for(self.tray_up, 30, "the tray (trayer)")
 
     def notification_server_up(self) -> bool:
         out = subprocess.run(["dbus-send", "--session", "--print-reply",
