@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from ..ask import Asker
 from ..core.errors import LabrouterError
@@ -35,12 +34,11 @@ def desktop_problem(env: Mapping[str, str] | None = None) -> str | None:
     return display_reason(env)
 
 
-def _start_daemon_thread(daemon: Any, timeout: float = 20.0) -> None:
-    start = getattr(daemon, "start_in_thread", None) or daemon.run_in_thread
-    start()
+def _start_daemon_thread(daemon: Daemon, timeout: float = 20.0) -> None:
+    daemon.start_in_thread()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        loop = getattr(daemon, "loop", None)
+        loop = daemon.loop
         if loop is not None and loop.is_running():
             return
         time.sleep(0.02)
