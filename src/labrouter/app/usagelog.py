@@ -36,6 +36,7 @@ class UsageLog:
     def append(self, record: UsageRecord) -> None:
         """Append one record. A full disk or a read-only folder is logged, never raised:
         losing a usage line must not lose the user's answer."""
+        _log_request(record)
         line = (record.to_json() + "\n").encode("utf-8")
         path = self.file_for(record.ts)
         try:
@@ -116,3 +117,14 @@ class UsageLog:
                     path.unlink()
                 except OSError:
                     pass
+
+
+def _log_request(r: UsageRecord) -> None:
+    """The daemon log's one line per request (never the prompt)."""
+    route = f"{r.classified_route}->{r.route}" if r.classified_route not in ("", r.route) \
+        else r.route
+    log.info("request from %s%s: %s, %s on %s (%s), %d+%d tokens, %.0f ms%s", r.source,
+             f" for {r.served_for}" if r.served_for else "", r.outcome, route,
+             r.node or "-", r.model or "-", r.prompt_tokens, r.completion_tokens,
+             r.duration_ms, f", {len(r.fallbacks)} fell over" if r.fallbacks else "")
+

@@ -16,9 +16,18 @@ from ..app.settings import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    r = sub.add_parser("run", help="run the daemon in the foreground (gossip, monitor, relay)")
+    r = sub.add_parser(
+        "run", help="run the daemon in the foreground: gossip, server monitor, relay, the "
+        "Ollama/OpenAI front door, and on a desktop the tray and the hotkey",
+        description="Run the daemon in the foreground: announces this machine to the lab "
+        "(gossip), watches the local model servers, serves peers over the relay and local "
+        "clients through the Ollama/OpenAI front door; on a desktop also the tray icon and "
+        "the global hotkey. With no display it runs headless by itself.")
     r.add_argument("--headless", action="store_true",
                    help="no tray or hotkey, even when a display is there")
+    r.add_argument("-v", "--verbose", action="store_true",
+                   help="log debug lines and every HTTP request too (the default: state "
+                   "changes, errors and one line per answered request)")
     r.set_defaults(handler=_run)
 
     s = sub.add_parser("status", help="is the daemon running, and the cluster in one line")
@@ -36,7 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:
+    import os
+
     from ..app.runtime import run
+
+    if args.verbose:
+        # read by app.logsetup.configure, which the daemon calls as it starts
+        os.environ["LABROUTER_LOG_LEVEL"] = "DEBUG"
 
     return run(ctx, headless=args.headless)
 
