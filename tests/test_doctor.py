@@ -34,8 +34,17 @@ def _ctx(servers: tuple[ServerConfig, ...], port: int | None = None) -> Context:
     ctx = load_context(None)
     cluster = dataclasses.replace(ctx.config.cluster, bind="127.0.0.1",
                                   port=port or _free_udp())
-    return dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, servers=servers,
-                                                               cluster=cluster))
+    # free TCP ports too: a daemon someone runs on this machine holds the default ones
+    relay = dataclasses.replace(ctx.config.relay, port=_free_tcp())
+    api = dataclasses.replace(ctx.config.api, port=_free_tcp())
+    return dataclasses.replace(ctx, config=dataclasses.replace(
+        ctx.config, servers=servers, cluster=cluster, relay=relay, api=api))
+
+
+def _free_tcp() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _free_udp() -> int:
@@ -78,9 +87,10 @@ def test_an_unreachable_server_and_no_key_fail_with_a_fix() -> None:
     for named in re.findall(r"`labrouter (\w+)", c["cluster key"].fix):
         assert named in commands, named
     assert c["local Ollama"].advisory  # a note: this machine may not serve models
+    assert c["cluster key"].advisory  # no peers configured: a single machine
     lines, code = doctor.report(checks)
     assert code == 1
-    assert lines[-1] == "2 problem(s): server gone, cluster key"
+    assert lines[-1] == "1 problem(s): server gone"
     assert any(line.startswith("FAIL  server gone: ") and " -> " in line for line in lines)
     assert any(line.startswith("note  local Ollama") for line in lines)
 
@@ -140,6 +150,7 @@ def test_doctor_command_prints_lines_and_exits_1_on_a_problem(
     cfg = labrouter_home / "config" / "config.toml"
     cfg.parent.mkdir(parents=True)
     cfg.write_text(f'[cluster]\nbind = "127.0.0.1"\nport = {_free_udp()}\n'
+                   f'[relay]\nport = {_free_tcp()}\n[api]\nport = {_free_tcp()}\n'
                    f'[[servers]]\nurl = "{unused_url()}"\nname = "gone"\n')
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -149,7 +160,19 @@ def test_doctor_command_prints_lines_and_exits_1_on_a_problem(
     assert rc == 1
     assert out[0].startswith("note  display: ")
     assert any(line.startswith("FAIL  server gone") for line in out)
-    assert out[-1] == "2 problem(s): server gone, cluster key"
+    # no cluster key on a machine with no peers configured: it works alone, a note
+    assert any(line.startswith("note  cluster key") for line in out)
+    assert out[-1] == "1 problem(s): server gone"
+
+
+def test_no_cluster_key_fails_only_when_peers_are_configured() -> None:
+    ctx = _ctx(())
+    alone = doctor.key_check(ctx)
+    assert not alone.ok and alone.advisory and "labrouter init" in alone.fix
+    cluster = dataclasses.replace(ctx.config.cluster, peers=("10.0.0.2",))
+    peered = dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, cluster=cluster))
+    check = doctor.key_check(peered)
+    assert not check.ok and not check.advisory
 
 
 def test_notify_test_reports_the_backend(capsys: pytest.CaptureFixture[str],

@@ -157,9 +157,12 @@ def server_checks(ctx: Context, env: Mapping[str, str]) -> list[Check]:
 def key_check(ctx: Context) -> Check:
     path = ctx.paths.keyring_file
     if not path.exists():
-        return Check("cluster key", False, f"no key at {path}",
+        # without peers in the config this is a working single machine: only a note
+        alone = not ctx.config.cluster.peers
+        return Check("cluster key", False, f"no key at {path}"
+                     + (": this machine works alone" if alone else ""),
                      "`labrouter init` on the first machine (it prints a join code), "
-                     "`labrouter join CODE` on the others")
+                     "`labrouter join CODE` on the others", advisory=alone)
     if os.name != "nt":
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
@@ -168,20 +171,77 @@ def key_check(ctx: Context) -> Check:
     return Check("cluster key", True, f"{path}")
 
 
-def udp_check(ctx: Context) -> Check:
-    port, bind = ctx.config.cluster.port, ctx.config.cluster.bind
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+@dataclass(frozen=True)
+class Port:
+    """A port the daemon will open, as the config asks for it."""
+
+    table: str  # the config section that sets it: cluster, relay, api
+    service: str  # what listens there
+    udp: bool
+    host: str  # "" for every interface
+    port: int
+
+    def text(self) -> str:
+        return f"{self.host or '*'}:{self.port}/{'udp' if self.udp else 'tcp'}"
+
+
+def configured_ports(ctx: Context) -> list[Port]:
+    cfg = ctx.config
+    out = [Port("cluster", "gossip", True, cfg.cluster.bind, cfg.cluster.port)]
+    if cfg.relay.enabled:
+        # the relay listens where gossip does, or everywhere (app/http_services.py)
+        relay_host = "" if cfg.cluster.bind in ("", "0.0.0.0", "::") else cfg.cluster.bind
+        out.append(Port("relay", "relay", False, relay_host, cfg.relay.port))
+    if cfg.api.enabled:
+        out.append(Port("api", "front door", False, cfg.api.bind, cfg.api.port))
+    return out
+
+
+def port_problem(p: Port) -> str | None:
+    """None when ``p`` can be bound now, else why not (the OS's words)."""
     try:
-        s.bind((bind, port))
+        infos = socket.getaddrinfo(p.host or None, p.port, type=socket.SOCK_DGRAM if p.udp
+                                   else socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
-        if ctx.paths.control_file.exists() or ctx.paths.lock_file.exists():
-            return Check("udp port", True, f"{bind}:{port} in use, by the running daemon")
-        return Check("udp port", False, f"{bind}:{port} cannot be bound: {exc.strerror}",
-                     "stop what uses it, or set [cluster] port to a free port on every "
-                     "machine")
+        return f"{p.host!r} is not an address of this machine ({exc.strerror or exc})"
+    family, kind, _, _, addr = infos[0]
+    s = socket.socket(family, kind)
+    try:
+        if not p.udp and os.name != "nt":
+            # as asyncio's servers do: a port in TIME_WAIT is free to them
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(addr)
+    except OSError as exc:
+        return exc.strerror or str(exc)
     finally:
         s.close()
-    return Check("udp port", True, f"{bind}:{port} is free")
+    return None
+
+
+def daemon_running(ctx: Context) -> bool:
+    from .control import ControlClient
+
+    return ControlClient.from_paths(ctx.paths, timeout=2.0) is not None
+
+
+def port_checks(ctx: Context) -> list[Check]:
+    running = daemon_running(ctx)
+    out = []
+    for p in configured_ports(ctx):
+        name = "udp port" if p.udp else f"{p.table} port"
+        if running:
+            out.append(Check(name, True, f"{p.text()}: the running daemon's"))
+        elif (why := port_problem(p)) is None:
+            out.append(Check(name, True, f"{p.text()} is free"))
+        else:
+            out.append(Check(name, False, f"{p.text()} cannot be bound: {why}",
+                             f"stop what uses it, or set [{p.table}] port to a free port"
+                             + (" on every machine" if p.table == "cluster" else "")))
+    return out
+
+
+def udp_check(ctx: Context) -> Check:
+    return port_checks(ctx)[0]
 
 
 def run_checks(ctx: Context, env: Mapping[str, str] | None = None,
@@ -192,7 +252,7 @@ def run_checks(ctx: Context, env: Mapping[str, str] | None = None,
         checks += desktop_checks(ctx, env)
     checks += server_checks(ctx, env)
     checks.append(key_check(ctx))
-    checks.append(udp_check(ctx))
+    checks += port_checks(ctx)
     checks += exposure_checks(ctx, env)
     return checks
 

@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     s = csub.add_parser("show", help="print the effective configuration as TOML")
     s.set_defaults(handler=_show)
-    v = csub.add_parser("validate", help="check the config file; exit 2 when it is wrong")
+    v = csub.add_parser("validate", help="check the config file as the daemon does: exit 2 "
+                        "when it is wrong (file, line and key); ports in use are a warning")
     v.set_defaults(handler=_validate)
     pa = csub.add_parser("path", help="print where the config file is")
     pa.set_defaults(handler=_path)
@@ -33,11 +34,34 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _validate(args: argparse.Namespace, ctx: Context) -> int:
-    # load_context already validated: reaching here means the file is good
+    """The daemon's own check: load_context has parsed the file exactly as `labrouter run`
+    does (a bad value, hotkey or LAN bind stopped us there with file, line and key); what
+    is left is what only shows at run time: ports another program holds (a warning)."""
+    from ..app.doctor import configured_ports, daemon_running, port_problem
+    from ..core.config import key_line
+
+    path = ctx.paths.config_file
     if ctx.config_exists:
-        print(f"{ctx.paths.config_file}: OK")
+        print(f"{path}: OK")
     else:
-        print(f"{ctx.paths.config_file}: no file; the built-in defaults are used (OK)")
+        print(f"{path}: no file; the built-in defaults are used (OK)")
+    if daemon_running(ctx):
+        return 0  # its ports are in use by itself
+    text = ""
+    if ctx.config_exists:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeError):
+            pass
+    for p in configured_ports(ctx):
+        why = port_problem(p)
+        if why is None:
+            continue
+        line = key_line(text, p.table, "port")
+        where = f"{path}:{line}" if line else str(path)
+        print(f"warning: {where}: {p.table}.port: {p.text()} ({p.service}) is in use or "
+              f"cannot be opened: {why}; the daemon cannot open it until it is free",
+              file=sys.stderr)
     return 0
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
+from .hotkeys import parse_chord
 
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 CLUSTER_PORT = 47811  # UDP announcements
@@ -231,6 +232,11 @@ class _Locator:
         return None
 
 
+def key_line(text: str, table: str, key: str) -> int | None:
+    """The line of ``key`` in ``[table]`` of config text (for messages), None if absent."""
+    return _Locator(text).find(table, key)
+
+
 def _where(source: str, line: int | None) -> str:
     src = source or "config"
     return f"{src}:{line}" if line else src
@@ -325,6 +331,11 @@ class _Builder:
         if k == ("servers", "url") and not _URL_RE.match(value):
             raise self.fail(table, key, f"expected an http:// or https:// URL, got {value!r}",
                             index)
+        if k == ("hotkey", "ask") and value:
+            try:  # as the hotkey backend (pynput) will parse it
+                parse_chord(value)
+            except ValueError as exc:
+                raise self.fail(table, key, str(exc), index) from None
 
 
 def parse_config(text: str, source: str = "", env: Mapping[str, str] | None = None,
@@ -440,11 +451,28 @@ def _check_references(b: _Builder, cfg: Config) -> None:
         if route not in cfg.routes:
             raise b.fail("classifier.keywords", route,
                          f"no route named {route!r}; add [routes.{route}] with its models")
+    if cfg.api.enabled and not cfg.api.allow_lan and not is_loopback_host(cfg.api.bind):
+        # the front door has no password: the daemon refuses this bind (app/frontdoor.py)
+        raise b.fail("api", "bind", f"{cfg.api.bind!r} would let anyone on the network use "
+                     "your models without a password; keep \"127.0.0.1\", or set "
+                     "allow_lan = true under [api] if you really want that")
     seen: set[str] = set()
     for s in cfg.servers:
         if s.label in seen:
             raise b.fail("servers", "name", f"two servers are both named {s.label!r}")
         seen.add(s.label)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a bind address or host name stays on this machine."""
+    import ipaddress
+
+    if host.strip().lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _fill_defaults(cfg: Config, env: Mapping[str, str], hostname: str) -> Config:
