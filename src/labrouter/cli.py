@@ -52,10 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from .app.paths import check_home, storage_error
         from .app.settings import load_context
 
+        check_home()
         ctx = None if getattr(args, "no_context", False) else load_context(args.config)
-        return int(args.handler(args, ctx) or 0)
+        try:
+            return int(args.handler(args, ctx) or 0)
+        except OSError as exc:
+            # a folder that is a file, not writable, a full disk: one line, not a traceback
+            err = storage_error(exc)
+            if err is None:
+                raise
+            raise err from exc
     except LabrouterError as exc:
         print(f"labrouter: {exc.message}", file=sys.stderr)
         if exc.hint:

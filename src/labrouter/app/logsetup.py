@@ -16,7 +16,7 @@ import logging.handlers
 import os
 import sys
 
-from .paths import Paths, ensure_dir
+from .paths import Paths, ensure_dir, storage_error
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # per-request or per-connection chatter: httpx's "HTTP Request: GET ..." at INFO, httpcore
@@ -58,7 +58,9 @@ def configure(paths: Paths, level: str | int | None = None, stderr: bool = True,
         handlers.append(logging.handlers.RotatingFileHandler(
             paths.daemon_log, maxBytes=2_000_000, backupCount=3, encoding="utf-8"))
     except OSError as exc:
-        print(f"labrouter: cannot write the log {paths.daemon_log}: {exc}", file=sys.stderr)
+        err = storage_error(exc)
+        print(f"labrouter: no log file ({err.message if err else exc}); logging to the "
+              "terminal only", file=sys.stderr)
     if stderr:
         handlers.append(logging.StreamHandler(sys.stderr))
     for h in handlers:

@@ -4,16 +4,25 @@ Owns the one table of locations: config dir (config.toml, the cluster keyring, t
 id), data dir (usage logs, learned speeds, pause state), log dir (the daemon log) and run
 dir (lock and control-channel file). ``LABROUTER_HOME=DIR`` puts all of them under one
 folder, for portable installs, tests and several daemons on one machine.
+
+Also owns what an OS error about one of these paths means to the user
+(``storage_error``): a file where a folder belongs, a folder that a ``sudo`` run left
+owned by root, a full or read-only disk, each in one line with the path and the fix.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import stat
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..core.errors import StorageError
 
 APP = "labrouter"
 
@@ -91,6 +100,99 @@ def resolve_paths(config_override: str | None = None,
     config_file = (Path(config_override).expanduser().absolute() if config_override
                    else config_dir / "config.toml")
     return Paths(config_dir, data_dir, log_dir, run_dir, config_file)
+
+
+def check_home(env: Mapping[str, str] | None = None) -> None:
+    """Refuse a ``LABROUTER_HOME`` that is a file (every path under it would fail)."""
+    env = os.environ if env is None else env
+    home = env.get("LABROUTER_HOME", "").strip()
+    if home and os.path.exists(home) and not os.path.isdir(home):
+        raise StorageError(f"LABROUTER_HOME={home} is a file, not a folder",
+                           hint="Point LABROUTER_HOME at a folder (it is created if missing), "
+                                "or unset it to use the usual places.", exit_code=2)
+
+
+# OS errors that mean "this path cannot be used" (not a bug, not the network)
+_STORAGE_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+                   errno.ENOSPC, errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP,
+                   getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+_TMP_SUFFIX = re.compile(r"\.\d+-\d+\.tmp$")
+
+
+def storage_error(exc: OSError) -> StorageError | None:
+    """One line with the path and the fix for an OS error about a path; None otherwise."""
+    if exc.errno not in _STORAGE_ERRNOS or not exc.filename:
+        return None
+    path = Path(os.fsdecode(exc.filename))
+    if _TMP_SUFFIX.search(path.name):  # write_atomic's temporary name: show the real one
+        path = path.with_name(_TMP_SUFFIX.sub("", path.name))
+    why = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocker = _file_in_the_way(path)
+        if blocker is not None:
+            return StorageError(
+                f"cannot use {path}: " + ("it is" if blocker == path else f"{blocker} is")
+                + " a file, not a folder",
+                hint=f"Move or remove {blocker}, or set LABROUTER_HOME to another folder.",
+                exit_code=2)
+    if exc.errno == errno.EISDIR:
+        return StorageError(f"cannot use {path}: it is a folder, a file belongs there",
+                            hint=f"Move or remove the folder {path}.", exit_code=2)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        where = _nearest_existing(path)
+        owner = _owner(where)
+        return StorageError(
+            f"cannot write {path}: permission denied"
+            + (f" ({where} belongs to {owner})" if owner else ""),
+            hint=(f'Give it back to yourself: sudo chown -R "$USER" {where} (a `sudo '
+                  "labrouter ...` run leaves files owned by root), or set LABROUTER_HOME "
+                  "to a folder you own." if os.name != "nt" else
+                  f"Check the permissions of {where}, or set LABROUTER_HOME to a folder "
+                  "you own."))
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return StorageError(f"cannot write {path}: the disk is full ({why})",
+                            hint="Free some space on that disk, then try again.")
+    if exc.errno == errno.EROFS:
+        return StorageError(f"cannot write {path}: the file system is read-only",
+                            hint="Set LABROUTER_HOME to a folder on a writable disk.")
+    return StorageError(f"cannot use {path}: {why}",
+                        hint="Check the path, or set LABROUTER_HOME to another folder.")
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The first part of ``path`` (from the root down) that exists and is not a folder."""
+    for part in reversed([path, *path.parents]):
+        try:
+            if part.exists() and not part.is_dir():
+                return part
+        except OSError:
+            return None
+    return None
+
+
+def _nearest_existing(path: Path) -> Path:
+    for part in [path, *path.parents]:
+        try:
+            if part.exists():
+                # a file that exists is fine; its folder is what must be writable when
+                # the file is to be created next to it
+                return part
+        except OSError:
+            continue
+    return path
+
+
+def _owner(path: Path) -> str:
+    if sys.platform == "win32":
+        return ""
+    try:
+        import pwd
+
+        return pwd.getpwuid(path.stat().st_uid).pw_name
+    except (OSError, KeyError, ImportError):
+        return ""
 
 
 def ensure_dir(path: Path, private: bool = False) -> Path:

@@ -12,6 +12,8 @@ Must not import anything but the standard library.
     ├── ConfigError                 a bad config file, key or value (exit code 2)
     ├── UsageError                  bad command-line usage (exit code 2)
     ├── KeyringError                no cluster key, a bad join code, a bad key file
+    ├── StorageError                a folder or file labrouter cannot use: a file where a
+    │                               folder belongs (exit 2), no permission, a full disk
     ├── DaemonError                 the running daemon cannot be reached or refused
     │   └── AlreadyRunning          a second daemon for the same user
     ├── NoCandidate                 no live server has a model for this request
@@ -61,6 +63,14 @@ class KeyringError(LabrouterError):
     """A missing or bad cluster key, key file or join code."""
 
     exit_code = 2
+
+
+class StorageError(LabrouterError):
+    """A folder or file that cannot be used: not a folder, not writable, disk full."""
+
+    def __init__(self, message: str, hint: str = "", exit_code: int = 1) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code
 
 
 class DaemonError(LabrouterError):
