@@ -37,7 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"labrouter.commands.{name}")
         module.register(sub)
+    _describe(sub)
     return parser
+
+
+def _describe(sub: argparse._SubParsersAction) -> None:
+    """`labrouter X --help` opens with X's one line from `labrouter --help` when X has no
+    longer description of its own (argparse shows ``help=`` only in the parent's list)."""
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name, parser in sub.choices.items():
+        if parser.description is None and helps.get(name):
+            parser.description = str(helps[name])[0].upper() + str(helps[name])[1:] + "."
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _describe(action)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

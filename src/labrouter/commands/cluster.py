@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(handler=_init)
 
     j = sub.add_parser("join", help="join a cluster with the code from `labrouter key export`")
-    j.add_argument("code", nargs="+", help="the join code (LR1-...)")
+    j.add_argument("code", nargs="+",
+                   help="the join code that `labrouter init` or `labrouter key export` printed "
+                   "on a machine of the cluster (LR1-...; spaces and dashes do not matter)")
     j.set_defaults(handler=_join)
 
     k = sub.add_parser("key", help="the cluster key: show, export, add, use, remove")
@@ -37,10 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ka.add_argument("code", nargs="*", help="a join code; none: create a new key")
     ka.set_defaults(handler=_key_add)
     ku = ksub.add_parser("use", help="seal with this key from now on (rotation step 2)")
-    ku.add_argument("fingerprint")
+    ku.add_argument("fingerprint", help="the key's fingerprint as `labrouter key show` "
+                    "prints it (its first characters are enough when they are unique)")
     ku.set_defaults(handler=_key_use)
     kr = ksub.add_parser("remove", help="remove a key that is no longer active (step 3)")
-    kr.add_argument("fingerprint")
+    kr.add_argument("fingerprint", help="the key's fingerprint as `labrouter key show` "
+                    "prints it (its first characters are enough when they are unique)")
     kr.set_defaults(handler=_key_remove)
     k.set_defaults(handler=_key_show)
 
@@ -165,6 +169,13 @@ def _ago(seconds: float) -> str:
     return f"{s // 86400}d"
 
 
+def _server_mark(s: dict[str, Any]) -> str:
+    """Nothing when up; "(not checked)" when no one asked it yet (no daemon); "(down)"."""
+    if s.get("up"):
+        return ""
+    return "(not checked)" if str(s.get("error", "")).startswith("not checked") else "(down)"
+
+
 def _nodes(args: argparse.Namespace, ctx: Context) -> int:
     from ..app.control import ControlClient
     from ..core.peers import ServerState, peer_to_dict, static_peers
@@ -198,7 +209,7 @@ def _nodes(args: argparse.Namespace, ctx: Context) -> int:
             n["state"],
             _ago(now - n.get("since", now)) if now else "-",
             "-" if n.get("is_self") else f"{n.get('address', '')}:{n.get('port', 0)}",
-            ",".join(f"{s['id']}{'' if s.get('up') else '(down)'}" for s in servers) or "-",
+            ",".join(f"{s['id']}{_server_mark(s)}" for s in servers) or "-",
             str(sum(len(s.get("models", [])) for s in up))
             + ("+" if any(s.get("models_truncated") for s in up) else ""),
             ",".join(m for s in up for m in s.get("loaded", [])) or "-",

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="resume by itself: 2h, 90m, 18:30 or 2026-12-01T09:00")
     p.set_defaults(handler=_pause)
 
-    u = sub.add_parser("resume", help="take work again")
+    u = sub.add_parser("resume", help="take work again (after `labrouter pause`)")
     u.set_defaults(handler=_resume)
 
 
@@ -114,12 +114,18 @@ def _pause(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _resume(args: argparse.Namespace, ctx: Context) -> int:
-    from ..app.pause import PauseState, save_pause
+    from ..app.pause import PauseState, load_pause, save_pause
 
     client = _client(ctx)
     if client is None:
+        if not load_pause(ctx.paths.pause_file, time.time()).paused:
+            print("Not paused: nothing to resume.")
+            return 0
         save_pause(ctx.paths.pause_file, PauseState())
         print("Resumed (no daemon runs).", file=sys.stderr)
+        return 0
+    if not client.call("status").get("paused"):
+        print("Not paused: nothing to resume; this machine takes work.")
         return 0
     client.call("resume")
     print("Resumed; taking work again.")

@@ -30,12 +30,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="classify only; do not ask the servers what they have")
     r.set_defaults(handler=_route)
 
-    a = sub.add_parser("ask", help="ask the best live model; streams the answer")
+    a = sub.add_parser(
+        "ask", help="ask the best live model; streams the answer",
+        description="Ask the best live model of the lab. The answer streams to stdout; the "
+        "route, model and machine go to stderr.",
+        epilog="exit codes: 0 answered; 1 nothing could answer (every attempt and why on "
+        "stderr), or nothing is selected; 2 bad usage (no prompt, a prompt that is not "
+        "text, an unknown route, a file that is not an image); 130 interrupted",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("text", nargs="*", help="the prompt, or - to read it from stdin")
     a.add_argument("--route", help="force a route (quick, code, reasoning, vision, ...)")
     a.add_argument("--model", help="force a model (a name or a pattern like qwen3:*)")
     a.add_argument("--node", help="only this machine")
-    a.add_argument("--image", metavar="FILE", help="send an image (vision route)")
+    a.add_argument("--image", metavar="FILE",
+                   help="send an image: PNG, JPEG, GIF or WebP (vision route)")
+    a.add_argument("--force", action="store_true",
+                   help="send input that does not look like text (binary data) anyway")
     a.add_argument("--selection", action="store_true",
                    help="ask about the desktop's current selection (for a desktop shortcut)")
     a.add_argument("--json", action="store_true",
@@ -139,14 +149,16 @@ def _ask(args: argparse.Namespace, ctx: Context) -> int:
                          + " (add [routes.<name>] to the config file for another).")
     image: bytes | None = None
     if args.image:
-        try:
-            image = Path(args.image).read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read the image {args.image}: {exc.strerror}",
-                             hint="Check the path.") from None
+        image = _read_image(args.image)
     if args.selection:
+        from ..desktop.backends import display_reason
         from ..desktop.selection import read_selection_for_cli
 
+        no_display = display_reason()
+        if no_display:
+            print(f"labrouter: --selection needs a desktop session ({no_display})",
+                  file=sys.stderr)
+            return 1
         text = read_selection_for_cli()
         if not text.strip():
             print("labrouter: nothing is selected", file=sys.stderr)
@@ -160,7 +172,39 @@ def _ask(args: argparse.Namespace, ctx: Context) -> int:
     else:
         text = _read_text(args.text)
         bare = False
+        if not args.force and (why := _not_text(text)):
+            raise UsageError(f"the prompt does not look like text: {why}",
+                             hint="Send text (for an image use --image FILE), or add --force "
+                             "to send it as it is.")
     return asyncio.run(_ask_async(args, ctx, text, image, bare))
+
+
+def _read_image(name: str) -> bytes:
+    from ..core.images import FORMATS, image_kind
+
+    try:
+        data = Path(name).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read the image {name}: {exc.strerror}",
+                         hint="Check the path.") from None
+    if image_kind(data) is None:
+        raise UsageError(f"{name} is not an image: it is not {', '.join(FORMATS[:-1])} or "
+                         f"{FORMATS[-1]}", hint="Convert it to PNG or JPEG first.")
+    return data
+
+
+def _not_text(text: str) -> str | None:
+    """Why ``text`` looks like binary data (`head -c 2000 /dev/urandom`), or None.
+
+    Bytes that are not valid in the input's encoding arrive as U+FFFD (see _read_text);
+    a few of those are a Latin-1 word in UTF-8 text, a tenth of a longer text is not
+    text. A short prompt is refused only for NUL bytes: it cannot be much garbage."""
+    if "\x00" in text:
+        return "it contains NUL bytes"
+    odd = sum(1 for ch in text if ch == "\ufffd" or (ch < " " and ch not in "\t\n\r\f\v\x1b"))
+    if len(text) >= 32 and odd * 10 > len(text):
+        return f"{odd * 100 // len(text)}% of its characters are not printable text"
+    return None
 
 
 async def _ask_async(args: argparse.Namespace, ctx: Context, text: str, image: bytes | None,
