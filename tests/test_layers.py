@@ -8,6 +8,7 @@ running a headless command loads no desktop package at all.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,15 @@ def test_only_the_answer_windows_process_imports_tkinter() -> None:
            if f != allowed for line, mod in _imports(f) if mod.split(".")[0] == "tkinter"]
     assert not bad, "\n".join(bad)
     assert any(m.split(".")[0] == "tkinter" for _, m in _imports(allowed))
+
+
+def test_import_linter_contracts_hold() -> None:
+    # the contracts in pyproject.toml ([tool.importlinter]): the layers, and every edge that
+    # skips app/ or crosses between siblings written down with its reason
+    pytest.importorskip("importlinter")
+    root = SRC.parents[1]
+    env = {**os.environ, "PYTHONPATH": str(SRC.parent)}
+    out = subprocess.run([sys.executable, "-c", "import sys; from importlinter.cli import "
+                          "lint_imports; sys.exit(lint_imports(no_cache=True, no_logo=True))"],
+                         capture_output=True, text=True, cwd=root, env=env, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
