@@ -219,16 +219,24 @@ else
     say "  output: $LOG_DIR/installer-daemon.out"
 fi
 
+SERVICES=""
 if [ -n "$START" ] && has_command run && has_command status; then
+    # until the daemon answers and has tried each service once (a taken port: RETRYING)
     i=0
-    while [ $i -lt 40 ]; do
-        if STATUS=$("$LR" status 2>/dev/null); then
-            say "the daemon answers: $STATUS"
+    while [ $i -lt 60 ]; do
+        if STATUS=$("$LR" status 2>/dev/null) \
+                && ! printf '%s\n' "$STATUS" | grep -q '^services:.* starting'; then
+            say "the daemon answers: $(printf '%s\n' "$STATUS" | head -n 1)"
+            SERVICES=$(printf '%s\n' "$STATUS" | sed -n 's/^services: //p')
             break
         fi
         sleep 0.25; i=$((i + 1))
     done
-    [ $i -lt 40 ] || say "warning: the daemon does not answer yet; see $LOG_DIR"
+    [ $i -lt 60 ] || say "warning: the daemon does not answer yet; see $LOG_DIR"
+    case "$SERVICES" in
+        *RETRYING*|*FAILED*)
+            say "warning: not every service runs; \`labrouter doctor\` says how to fix it" ;;
+    esac
 fi
 
-say "done. labrouter is in $VENV; run \`labrouter --help\`, undo with installers/uninstall.sh"
+say "done. labrouter is in $VENV${SERVICES:+; services: $SERVICES}; run \`labrouter --help\`, undo with installers/uninstall.sh"

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from labrouter.app.services import FAILED, OFF, RETRYING, UP, ServiceState, Supervisor, retryable
 from labrouter.core.errors import ConfigError, DaemonError
+from tests.fakes.ollama_server import FakeOllama
 
 
 class FakeSleep:
@@ -87,3 +95,85 @@ def test_which_errors_are_retried() -> None:
     assert not retryable(OSError(errno.EACCES, "permission denied"))
     assert not retryable(ConfigError("bad"))
     assert retryable(DaemonError("cannot open the relay port"))
+
+
+# ------------------------------------------------------------------ the real daemon
+
+
+def _free(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABROUTER_")}
+    env.update(LABROUTER_HOME=str(home), LABROUTER_LOOPBACK_ONLY="1")
+    for k in ("DISPLAY", "WAYLAND_DISPLAY"):
+        env.pop(k, None)
+    return subprocess.run([sys.executable, "-m", "labrouter", *args], capture_output=True,
+                          text=True, env=env, timeout=60, check=False)
+
+
+def _wait_for(home: Path, pattern: str, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    out = ""
+    while time.monotonic() < deadline:
+        out = _cli(home, "status").stdout
+        if re.search(pattern, out):
+            return out
+        time.sleep(0.2)
+    raise AssertionError(f"status never matched {pattern!r}; last:\n{out}")
+
+
+def test_a_taken_port_is_reported_and_the_service_comes_up_when_it_is_free(
+        tmp_path: Path) -> None:
+    url, stop_server = FakeOllama(models=["qwen3:4b"]).start_in_thread()
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    api_port = busy.getsockname()[1]
+    home = tmp_path / "home"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "config.toml").write_text(
+        f'[[servers]]\nurl = "{url}"\nname = "box"\n'
+        f'[cluster]\nbind = "127.0.0.1"\nbroadcast = false\nport = {_free(socket.SOCK_DGRAM)}\n'
+        f"[relay]\nport = {_free(socket.SOCK_STREAM)}\n[api]\nport = {api_port}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABROUTER_")}
+    env.update(LABROUTER_HOME=str(home), LABROUTER_LOOPBACK_ONLY="1",
+               OLLAMA_HOST=url.removeprefix("http://"))
+    daemon = subprocess.Popen([sys.executable, "-m", "labrouter", "run", "--headless"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # the taken port: reported as such, not as running
+        out = _wait_for(home, r"gossip off.*front door RETRYING")
+        assert "address already in use" in out.lower() and re.search(r"relay up \(\S+:\d+/tcp\)", out)
+        assert "gossip off (no cluster key" in out, out
+        doc = _cli(home, "doctor")
+        assert doc.returncode == 1, doc.stdout
+        assert "FAIL  service front door: RETRYING" in doc.stdout
+        assert "1 problem(s): service front door" in doc.stdout
+        nodes = _cli(home, "nodes")
+        assert "this machine's services:" in nodes.stdout and "RETRYING" in nodes.stdout
+        # the port is freed: the daemon opens it by itself
+        busy.close()
+        out = _wait_for(home, rf"front door up \(http://127.0.0.1:{api_port}\)")
+        with socket.create_connection(("127.0.0.1", api_port), timeout=5):
+            pass
+        doc = _cli(home, "doctor")
+        assert doc.returncode == 0, doc.stdout
+        assert f"OK    service front door: up (http://127.0.0.1:{api_port})" in doc.stdout
+    finally:
+        busy.close()
+        daemon.terminate()
+        try:
+            daemon.wait(20)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait(5)
+        stop_server()
+    assert daemon.stderr is not None
+    log = daemon.stderr.read().decode()
+    assert "front door not started: cannot open the API port" in log
+    assert "front door is up after" in log and "Traceback" not in log

@@ -46,6 +46,7 @@ from .control import ControlServer
 from .lock import InstanceLock
 from .paths import ensure_dir, write_atomic
 from .pause import PauseState, load_pause, running_process, save_pause, valid_until
+from .services import OFF, RETRYING, UP, ServiceState, Supervisor
 from .settings import Context
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ class Service(Protocol):
     """A part that runs on the daemon's loop (the relay, the front door, ...). Built with
     what it uses by ``app/runtime.py``; started after the control channel, before gossip."""
 
-    async def start(self) -> None: ...
+    async def start(self) -> str | None:
+        """Opens the service; where it listens ("127.0.0.1:47813"), if it listens."""
+        ...
 
     async def stop(self) -> None: ...
 
@@ -123,8 +126,11 @@ class Daemon:
         self.gossip: GossipService | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.started_at = 0.0
-        self._services: list[Service] = []
+        # (service, its supervisor when it is one the user should see as up or not)
+        self._services: list[tuple[Service, Supervisor | None]] = []
         self._started_services: list[Service] = []
+        self._gossip_sup = Supervisor("gossip", self._open_gossip, wall=self.wall,
+                                      on_change=self._service_changed)
         self._callbacks: list[Callable[[], None]] = []
         self._stop: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -142,9 +148,29 @@ class Daemon:
     def node_id(self) -> str:
         return self.self_info.node_id
 
-    def add_service(self, svc: Service) -> None:
-        """Started (in order) after the control channel, before gossip; stopped in reverse."""
-        self._services.append(svc)
+    def add_service(self, svc: Service, name: str = "", off: str = "") -> None:
+        """Started (in order) after the control channel, before gossip; stopped in reverse.
+
+        A ``name``d service is shown in `status` (up, retrying, failed, or ``off`` with
+        this reason when the config turns it off) and retried with backoff while its port
+        is taken; an unnamed one is internal and started once."""
+        sup = None
+        if name:
+            async def open_it() -> str:
+                return await svc.start() or ""
+
+            sup = Supervisor(name, open_it, wall=self.wall, on_change=self._service_changed)
+            if off:
+                sup.off(off)
+        self._services.append((svc, sup))
+
+    def service_states(self) -> list[ServiceState]:
+        """The control channel, gossip and every named service, as they are now."""
+        control = ServiceState("control", UP, f"127.0.0.1:{self.control.port}",
+                               self.wall()) if self.control.port else ServiceState(
+                               "control", "starting")
+        return [control, self._gossip_sup.state,
+                *(sup.state for _, sup in self._services if sup is not None)]
 
     def on_change(self, callback: Callable[[], None]) -> None:
         """Called on the loop whenever the table (or this node's own state) changes."""
@@ -272,12 +298,16 @@ class Daemon:
         if self.pause_state.paused:
             log.info("still paused from before (%s)", self.pause_state.reason or "no reason")
         await self.control.start()
-        for svc in self._services:
+        for svc, sup in self._services:
+            if sup is not None:
+                # a port in use must not take the daemon and the cluster down with it: the
+                # supervisor says so and tries again until the port is free
+                if sup.state.state != OFF:
+                    await sup.start()
+                continue
             try:
                 await svc.start()
             except (LabrouterError, OSError) as exc:
-                # one service that cannot start (a port in use) must not take the daemon
-                # and the cluster down with it: say so and go on without it
                 hint = exc.hint if isinstance(exc, LabrouterError) else ""
                 log.error("%s not started: %s%s", type(svc).__name__, exc,
                           f" ({hint})" if hint else "")
@@ -290,13 +320,18 @@ class Daemon:
         log.info("ready; control channel on 127.0.0.1:%d", self.control.port)
 
     async def _start_gossip(self) -> None:
-        cl = self.config.cluster
         if self.keyring.active_key is None:
             log.warning(
                 "no cluster key: serving only this machine. To join a cluster, run "
                 "`labrouter key export` on a machine of it and `labrouter join CODE` here; "
                 "to start a cluster, run `labrouter init`.")
+            self._gossip_sup.off("no cluster key: this machine works alone")
             return
+        if self._gossip_sup.state.state not in (UP, RETRYING):
+            await self._gossip_sup.start()
+
+    async def _open_gossip(self) -> str:
+        cl = self.config.cluster
         node = GossipNode(self.node_id, self.epoch, keys=self._keys,
                           active_key=lambda: self.keyring.active_key, table=self.table,
                           self_peer=self._self_peer, interval=cl.interval)
@@ -317,6 +352,11 @@ class Daemon:
                  fingerprint(self.keyring.active_key or b""), cl.bind,
                  self.self_info.port, cl.interval, " (broadcast)" if cl.broadcast else "",
                  f", peers {', '.join(cl.peers)}" if cl.peers else "")
+        return f"{cl.bind}:{self.self_info.port}/udp"
+
+    def _service_changed(self, state: ServiceState) -> None:
+        # the tray shows the services: tell it, on the loop (supervisors run there)
+        self._changed()
 
     def _keys(self) -> dict[bytes, bytes]:
         return self.keyring.by_id()
@@ -332,11 +372,15 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await self.gossip.stop(goodbye=True)
             self.gossip = None
-        for svc in reversed(self._started_services):
-            try:
-                await svc.stop()
-            except Exception:  # noqa: BLE001
-                log.exception("a service failed to stop")
+        await self._gossip_sup.stop()
+        for svc, sup in reversed(self._services):
+            if sup is not None:
+                await sup.stop()
+            if (svc in self._started_services) if sup is None else sup.started:
+                try:
+                    await svc.stop()
+                except Exception:  # noqa: BLE001
+                    log.exception("a service failed to stop")
         self._started_services = []
         await self.control.stop()
         with contextlib.suppress(Exception):
@@ -522,5 +566,6 @@ class Daemon:
             "in_flight": sum(self.in_flight.values()),
             "drops": g.node.drops() if g else {},
             "traffic": vars(g.stats).copy() if g else {},
+            "services": [s.as_dict() for s in self.service_states()],
         }
 

@@ -19,9 +19,10 @@ import stat
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.config import ServerConfig, TimeoutConfig, ollama_url_from_env
-from ..core.errors import BackendError
+from ..core.errors import BackendError, LabrouterError
 from .settings import Context
 
 CHECK_TIMEOUTS = TimeoutConfig(connect=1.5, first_token=2.0, gap=2.0, total=2.5)
@@ -224,14 +225,47 @@ def daemon_running(ctx: Context) -> bool:
     return ControlClient.from_paths(ctx.paths, timeout=2.0) is not None
 
 
+_FIXES = {
+    "gossip": "stop what uses the UDP port, or set [cluster] port to a free port on every "
+              "machine",
+    "relay": "stop what uses the port, or set [relay] port (peers learn it from the "
+             "announcements)",
+    "front door": "stop what uses the port, or set [api] port (and point your clients at "
+                  "it), or [api] enabled = false",
+}
+
+
+def service_checks(status: Mapping[str, Any]) -> list[Check]:
+    """The running daemon's services: each one the config asks for must be up."""
+    from .services import ServiceState
+
+    out = []
+    for d in status.get("services", []):
+        st = ServiceState.from_dict(d)
+        if st.name == "control":
+            continue  # it answered this very question
+        fix = _FIXES.get(st.name, "see the daemon log") + (
+            "; the daemon keeps trying and starts it when it can" if st.state == "retrying"
+            else "; then restart the daemon")
+        out.append(Check(f"service {st.name}", st.ok, st.summary(), fix))
+    return out
+
+
 def port_checks(ctx: Context) -> list[Check]:
-    running = daemon_running(ctx)
+    """The running daemon's services, or, without one, whether their ports are free."""
+    from .control import ControlClient
+
+    client = ControlClient.from_paths(ctx.paths, timeout=2.0)
+    if client is not None:
+        try:
+            return service_checks(client.call("status"))
+        except (LabrouterError, OSError) as exc:
+            return [Check("daemon", False, f"does not answer: {exc}",
+                          "see the daemon log; restart it")]
     out = []
     for p in configured_ports(ctx):
         name = "udp port" if p.udp else f"{p.table} port"
-        if running:
-            out.append(Check(name, True, f"{p.text()}: the running daemon's"))
-        elif (why := port_problem(p)) is None:
+        if (why := port_problem(p)) is None:
             out.append(Check(name, True, f"{p.text()} is free"))
         else:
             out.append(Check(name, False, f"{p.text()} cannot be bound: {why}",

@@ -114,12 +114,12 @@ class RelayService:
         self.site: RelaySite | None = None
         self.fingerprint = ""
 
-    async def start(self) -> None:
+    async def start(self) -> str | None:
         cfg = self.config
         if not cfg.relay.enabled:
             log.info("relay disabled ([relay] enabled = false): peers cannot use this "
                      "machine's servers")
-            return
+            return None
         identity = await asyncio.to_thread(ensure_identity, self.tls_dir, write_private,
                                            f"labrouter {cfg.node.name}")
         verifier = ProofVerifier(self.keys)
@@ -143,6 +143,7 @@ class RelayService:
         self.self_info.cert_fingerprint = identity.fingerprint
         log.info("relay on %s:%d/tcp, certificate %s", bind or "*", bound,
                  identity.fingerprint[:16])
+        return f"{bind or '*'}:{bound}/tcp"
 
     async def stop(self) -> None:
         if self.site is not None:
@@ -163,10 +164,10 @@ class FrontDoorService:
         self.bound_port = 0
         self.site: FrontDoorSite | None = None
 
-    async def start(self) -> None:
+    async def start(self) -> str | None:
         api = self.config.api
         if not api.enabled:
-            return
+            return None
         check_bind(api.bind, api.allow_lan)
         door = FrontDoor(self.asker, self.peers, self.config, allow_lan=api.allow_lan)
         port = api.port if self.port is None else self.port
@@ -182,6 +183,7 @@ class FrontDoorService:
                      "[api] enabled = false.") from None
         log.info("Ollama/OpenAI API on http://%s:%d (models: auto, auto:<route>, or a name)",
                  api.bind, self.bound_port)
+        return f"http://{api.bind}:{self.bound_port}"
 
     async def stop(self) -> None:
         if self.site is not None:

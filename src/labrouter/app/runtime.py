@@ -90,8 +90,13 @@ def build_runtime(ctx: Context, *, monitor: Monitor | None = None,
                          host=DaemonRelayHost(daemon, config.timeouts),
                          self_info=daemon.self_info, bind=ports.relay_bind, port=ports.relay)
     front_door = FrontDoorService(asker, daemon.snapshot, config, port=ports.api)
-    for svc in (router, relay, front_door):
-        daemon.add_service(svc)
+    daemon.add_service(router)
+    # named: `status`, `doctor` and the tray show whether they run; retried while the
+    # port is taken
+    daemon.add_service(relay, "relay",
+                       off="" if config.relay.enabled else "[relay] enabled = false")
+    daemon.add_service(front_door, "front door",
+                       off="" if config.api.enabled else "[api] enabled = false")
     register_ask(daemon.control, asker)
     return Runtime(ctx, daemon, asker, connector, router, relay, front_door)
 

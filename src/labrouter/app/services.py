@@ -48,14 +48,17 @@ class ServiceState:
         return self.state in (UP, OFF)
 
     def text(self) -> str:
-        if self.state == UP:
-            return f"{self.name} up" + (f" ({self.detail})" if self.detail else "")
+        """``front door RETRYING (Address already in use; attempt 3 in 4 s)``."""
+        return f"{self.name} {self.summary()}"
+
+    def summary(self) -> str:
+        """The state without the name: ``up (127.0.0.1:47813)``."""
         if self.state == RETRYING:
-            return (f"{self.name} RETRYING ({self.detail}; attempt {self.attempts + 1} in "
+            return (f"RETRYING ({self.detail}; attempt {self.attempts + 1} in "
                     f"{self.retry_in:.0f} s)")
         if self.state == FAILED:
-            return f"{self.name} FAILED ({self.detail})"
-        return f"{self.name} {self.state}" + (f" ({self.detail})" if self.detail else "")
+            return f"FAILED ({self.detail})"
+        return self.state + (f" ({self.detail})" if self.detail else "")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

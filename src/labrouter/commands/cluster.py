@@ -194,6 +194,7 @@ def _nodes(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         print(json.dumps(nodes, indent=1))
         return 0
+    services = client.call("status").get("services", []) if client is not None else []
     rows = [("NAME", "STATE", "SINCE", "ADDRESS", "SERVERS", "MODELS", "LOADED", "BUSY",
              "PAUSED")]
     for n in nodes:
@@ -219,4 +220,8 @@ def _nodes(args: argparse.Namespace, ctx: Context) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if services:
+        from .daemon import services_text
+
+        print(f"this machine's services: {services_text(services)}")
     return 0

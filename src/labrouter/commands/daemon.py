@@ -94,7 +94,15 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
                  f"{_until_text(st.get('paused_until'))}"
     print(f"labrouter: running (pid {st['pid']}) as {st['name']}; {cluster}; "
           f"servers: {servers or 'none'}{paused}")
+    print(f"services: {services_text(st.get('services', []))}")
     return 0
+
+
+def services_text(services: list[dict[str, Any]]) -> str:
+    """``control up, gossip up (...), relay up (...), front door RETRYING (...)``."""
+    from ..app.services import ServiceState
+
+    return ", ".join(ServiceState.from_dict(s).text() for s in services) or "unknown"
 
 
 def _pause(args: argparse.Namespace, ctx: Context) -> int:
