@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from labrouter.core.config import parse_config
 from labrouter.core.errors import ConfigError
-from labrouter.core.hotkeys import key_names, parse_chord
+from labrouter.core.hotkeys import X11_KEYSYMS, key_names, parse_chord, parse_keys, x11_keysym
 
 
 def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -64,13 +64,15 @@ def test_an_unknown_hotkey_key_is_refused_with_file_line_and_key(tmp_path: Path)
     ("<ctrl>+a+A", "names a key twice"),
     ("<>", "'<>' is not a key"),
     ("<ctrl> + a", "'<ctrl> ' is not a key"),
+    ("<ctrl>+<alt>", "must be modifiers and one key"),
+    ("<ctrl>+a+b", "must be modifiers and one key"),
 ])
 def test_bad_chords_say_what_is_wrong(chord: str, message: str) -> None:
     with pytest.raises(ConfigError, match=r"c\.toml:2: hotkey\.ask: .*"
                        + message.replace("+", r"\+")):
         parse_config(f"[hotkey]\nask = {json.dumps(chord)}\n", source="c.toml")
     with pytest.raises(ValueError, match="empty chord"):
-        parse_chord("")
+        parse_keys("")
 
 
 def test_empty_hotkey_means_the_platform_default() -> None:
@@ -88,11 +90,33 @@ def test_empty_hotkey_means_the_platform_default() -> None:
 ])
 def test_good_chords(chord: str, keys: tuple[str, ...] | None) -> None:
     if keys is None:
-        assert parse_chord(chord, "win32") == ("ctrl", "f24")
+        assert parse_keys(chord, "win32") == ("ctrl", "f24")
+        assert parse_chord(chord, "win32").key == "f24"
         with pytest.raises(ValueError, match="unknown key <f24>"):
             parse_chord(chord, "linux")
         return
-    assert parse_chord(chord, "linux") == keys
+    assert parse_keys(chord, "linux") == keys
+
+
+def test_a_chord_is_modifiers_and_one_key() -> None:
+    c = parse_chord("<cmd_l>+<shift>+K", "linux")
+    assert c.modifiers == frozenset({"cmd", "shift"}) and c.key == "k"
+    assert parse_chord("<alt_gr>+<ctrl>", "linux").key == "alt_gr"
+
+
+def test_every_key_name_has_its_x11_keysym() -> None:
+    # the X11 backend grabs what the parser accepts: no name without a keysym
+    for name in key_names("linux"):
+        assert x11_keysym(name), name
+    assert x11_keysym("a") == ord("a") and x11_keysym("é") == 0xE9
+    assert x11_keysym("€") == 0x01000000 + ord("€") and x11_keysym("vk:65") == 65
+    xk = pytest.importorskip("Xlib.XK")
+    x_names = {"backspace": "BackSpace", "page_down": "Page_Down", "print_screen": "Print",
+               "menu": "Menu", "cmd": "Super_L", "f20": "F20", "enter": "Return",
+               "esc": "Escape", "space": "space", "ctrl_r": "Control_R", "delete": "Delete",
+               "insert": "Insert", "scroll_lock": "Scroll_Lock", "num_lock": "Num_Lock"}
+    for name, x_name in x_names.items():
+        assert X11_KEYSYMS[name] == xk.string_to_keysym(x_name), name
 
 
 def test_a_lan_bind_without_allow_lan_is_refused(tmp_path: Path) -> None:
@@ -183,7 +207,7 @@ def test_the_core_parser_agrees_with_pynput(pynput_parse: object,
     ours = []
     for chord in chords:
         try:
-            parse_chord(chord, "linux")
+            parse_keys(chord, "linux")
             ours.append(True)
         except ValueError:
             ours.append(False)

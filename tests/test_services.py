@@ -148,7 +148,8 @@ def test_a_taken_port_is_reported_and_the_service_comes_up_when_it_is_free(
     try:
         # the taken port: reported as such, not as running
         out = _wait_for(home, r"gossip off.*front door RETRYING")
-        assert "address already in use" in out.lower() and re.search(r"relay up \(\S+:\d+/tcp\)", out)
+        assert "address already in use" in out.lower()
+        assert re.search(r"relay up \(\S+:\d+/tcp\)", out), out
         assert "gossip off (no cluster key" in out, out
         doc = _cli(home, "doctor")
         assert doc.returncode == 1, doc.stdout

@@ -1,15 +1,17 @@
 """Hotkey chords as text (``<ctrl>+<alt>+<space>``): the one parser of that syntax.
 
-Owns ``parse_chord``, which accepts exactly what pynput's ``HotKey.parse`` accepts on the
-given platform (the daemon's hotkey backend), so that `labrouter config validate` refuses
-every chord the daemon would refuse, without importing pynput (which needs a display).
-The key names are those of pynput's ``Key`` enum, per platform (pynput 1.7-1.8). Standard
-library only, like the rest of core/.
+Owns ``parse_keys`` (exactly what pynput's ``HotKey.parse`` accepts on the given platform:
+its grammar and the key names of its ``Key`` enum, pynput 1.7-1.8), ``parse_chord`` (that,
+plus the rule of every hotkey backend: modifiers and one key) and the X11 keysym of each
+key name. The hotkey backends (desktop/hotkey/) and `labrouter config validate` both parse
+with it, so the validation refuses every chord the daemon would refuse, without importing
+a desktop package. Standard library only, like the rest of core/.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 _COMMON = frozenset({
     "alt", "alt_gr", "alt_l", "alt_r", "backspace", "caps_lock", "cmd", "cmd_l", "cmd_r",
@@ -34,7 +36,37 @@ def key_names(platform: str | None = None) -> frozenset[str]:
     return KEY_NAMES[platform]
 
 
-def parse_chord(text: str, platform: str | None = None) -> tuple[str, ...]:
+MODIFIERS = ("ctrl", "alt", "shift", "cmd")
+
+
+@dataclass(frozen=True)
+class KeyChord:
+    """The modifiers (a subset of ``MODIFIERS``) and the one key that completes the chord
+    (``space``, ``a``, ``f5``, ``vk:65``)."""
+
+    modifiers: frozenset[str]
+    key: str
+
+
+def parse_chord(text: str, platform: str | None = None) -> KeyChord:
+    """A hotkey: pynput's syntax (``parse_keys``) of modifiers and exactly one other key.
+
+    Raises ValueError with a message for a person."""
+    mods: set[str] = set()
+    keys: list[str] = []
+    for name in parse_keys(text, platform):
+        base = name.removesuffix("_l").removesuffix("_r")
+        if base in MODIFIERS:
+            mods.add(base)
+        else:
+            keys.append(name)
+    if len(keys) != 1:
+        raise ValueError(f"the hotkey {text!r} must be modifiers and one key, like "
+                         "<ctrl>+<alt>+<space>")
+    return KeyChord(frozenset(mods), keys[0])
+
+
+def parse_keys(text: str, platform: str | None = None) -> tuple[str, ...]:
     """The keys of a chord, normalised (``ctrl``, ``a``, ``vk:65``).
 
     Raises ValueError with a message for a person: what is wrong and what is allowed.
@@ -82,3 +114,31 @@ def _order(name: str) -> tuple[int, int, str]:
     if name[0] == "f" and name[1:].isdigit():
         return (2, int(name[1:]), name)
     return (0 if name.split("_")[0] in ("ctrl", "alt", "shift", "cmd") else 1, 0, name)
+
+
+# X11 keysyms (X11/keysymdef.h, XF86keysym.h) of pynput's key names, for the X11 backend
+X11_KEYSYMS: dict[str, int] = {
+    "alt": 0xFFE9, "alt_l": 0xFFE9, "alt_r": 0xFFEA, "alt_gr": 0xFE03, "backspace": 0xFF08,
+    "caps_lock": 0xFFE5, "cmd": 0xFFEB, "cmd_l": 0xFFEB, "cmd_r": 0xFFEC, "ctrl": 0xFFE3,
+    "ctrl_l": 0xFFE3, "ctrl_r": 0xFFE4, "delete": 0xFFFF, "down": 0xFF54, "end": 0xFF57,
+    "enter": 0xFF0D, "esc": 0xFF1B, "home": 0xFF50, "left": 0xFF51, "page_down": 0xFF56,
+    "page_up": 0xFF55, "right": 0xFF53, "shift": 0xFFE1, "shift_l": 0xFFE1,
+    "shift_r": 0xFFE2, "space": 0x20, "tab": 0xFF09, "up": 0xFF52,
+    "media_play_pause": 0x1008FF14, "media_volume_mute": 0x1008FF12,
+    "media_volume_down": 0x1008FF11, "media_volume_up": 0x1008FF13,
+    "media_previous": 0x1008FF16, "media_next": 0x1008FF17, "insert": 0xFF63,
+    "menu": 0xFF67, "num_lock": 0xFF7F, "pause": 0xFF13, "print_screen": 0xFF61,
+    "scroll_lock": 0xFF14, **{f"f{i}": 0xFFBE + i - 1 for i in range(1, 25)},
+}
+
+
+def x11_keysym(key: str) -> int:
+    """The X11 keysym of a key as ``parse_chord`` names it (0 when there is none)."""
+    if key in X11_KEYSYMS:
+        return X11_KEYSYMS[key]
+    if key.startswith("vk:"):
+        return int(key[3:])  # pynput's xorg backend: a "virtual key" is a keysym there
+    if len(key) == 1:
+        # Latin-1 keysyms are the code points; the rest of Unicode is 0x01000000 + it
+        return ord(key) if ord(key) < 0x100 else 0x01000000 + ord(key)
+    return 0

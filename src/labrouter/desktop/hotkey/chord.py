@@ -8,9 +8,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from ...core.hotkeys import parse_chord as core_parse_chord
+
 MODIFIERS = ("ctrl", "alt", "shift", "cmd")
-_ALIASES = {"control": "ctrl", "ctl": "ctrl", "option": "alt", "opt": "alt", "super": "cmd",
-            "win": "cmd", "meta": "cmd", "command": "cmd"}
 
 _KEY_WORDS = {"ctrl": "Ctrl", "alt": "Alt", "alt_gr": "AltGr", "shift": "Shift",
               "cmd": "Super", "space": "Space", "enter": "Enter", "tab": "Tab", "esc": "Esc"}
@@ -29,22 +29,10 @@ class Chord:
 
 def parse_chord(combo: str) -> Chord:
     """``<ctrl>+<alt>+<space>`` -> Chord({ctrl, alt}, "space"). Raises ValueError with a
-    readable message on a chord that is not one modifier set plus one key."""
-    parts = [p.strip().strip("<>").lower() for p in combo.split("+") if p.strip()]
-    mods: set[str] = set()
-    keys: list[str] = []
-    for p in parts:
-        base = _ALIASES.get(p, p)
-        base = base.removesuffix("_l").removesuffix("_r") if base.split("_")[0] in MODIFIERS \
-            else base
-        if base in MODIFIERS:
-            mods.add(base)
-        else:
-            keys.append(base)
-    if len(keys) != 1:
-        raise ValueError(f"the hotkey {combo!r} must be modifiers and one key, like "
-                         "<ctrl>+<alt>+<space>")
-    return Chord(frozenset(mods), keys[0])
+    readable message on a chord that is not one modifier set plus one key. The parser is
+    core.hotkeys' (pynput's syntax), the one `labrouter config validate` uses."""
+    parsed = core_parse_chord(combo)
+    return Chord(parsed.modifiers, parsed.key)
 
 
 def human_hotkey(combo: str, platform: str | None = None) -> str:

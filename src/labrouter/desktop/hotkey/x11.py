@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ...core.hotkeys import x11_keysym
 from .chord import Chord, human_hotkey, parse_chord
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class X11GrabHotkey:
         self.clock = clock
         self._d: Any = xdisplay.Display(display)
         self._root = self._d.screen().root
-        sym = XK.string_to_keysym(keysym_name(self.chord.key))
+        sym = x11_keysym(self.chord.key) or XK.string_to_keysym(keysym_name(self.chord.key))
         self.keycode = self._d.keysym_to_keycode(sym) if sym else 0
         if not self.keycode:
             self._d.close()
