@@ -384,9 +384,10 @@ class AnswerWindow:
         # the clicked entry keeps the keyboard; elsewhere the text takes it (Esc, Ctrl+C)
         (self.followup if event.widget is self.followup else self.text).focus_force()
 
-    def _ctrl_c(self, _event: Any) -> str | None:
-        # a selection inside the answer: Tk copies it; none: copy the whole answer
-        if self.text.tag_ranges("sel"):
+    def _ctrl_c(self, event: Any) -> str | None:
+        # a selection inside the answer (or in the follow-up box): Tk copies it; none:
+        # copy the whole answer
+        if event.widget is self.followup or self.text.tag_ranges("sel"):
             return None
         self._copy()
         return "break"
