@@ -112,7 +112,7 @@ def bench(path: str, presses: int, session: DesktopSession, url: str) -> dict[st
 
 def bench_window(presses: int, session: DesktopSession, warm: bool) -> dict[str, list[float]]:
     """Press -> answer window visible, press -> first token painted in it, and Esc -> the
-    request ended at the server, over ``presses`` presses of the real hotkey (pynput),
+    request ended at the server, over ``presses`` presses of the real hotkey (XGrabKey),
     with the selection captured from PRIMARY as the app does. ``warm``: the window
     process comes from a WindowPool (started before the press), else it starts per press.
     """
@@ -121,8 +121,9 @@ def bench_window(presses: int, session: DesktopSession, warm: bool) -> dict[str,
     from labrouter.ask import AskRequest
     from labrouter.desktop.answer.controller import AnswerSession, Hooks, WindowPool
     from labrouter.desktop.clipboard.xclip import XclipClipboard
-    from labrouter.desktop.hotkey import PynputHotkey, default_hotkey, xdotool_chord
-    from labrouter.desktop.keyboard.pynput import PynputKeyboard
+    from labrouter.desktop.hotkey import default_hotkey, xdotool_chord
+    from labrouter.desktop.hotkey.x11 import X11GrabHotkey
+    from labrouter.desktop.keyboard.xtest import XtestKeyboard
     from labrouter.desktop.selection import SelectionCapture
     from tests.answer_window_env import CODE_ANSWER, WatchedOllama, make_asker
 
@@ -135,8 +136,8 @@ def bench_window(presses: int, session: DesktopSession, warm: bool) -> dict[str,
     async def run() -> None:
         loop = asyncio.get_running_loop()
         fired: asyncio.Queue[float] = asyncio.Queue()
-        hk = PynputHotkey(combo, debounce=0.0)
-        kb = PynputKeyboard(hk.modifiers_down)
+        hk = X11GrabHotkey(combo, debounce=0.0)  # what the app uses on X11
+        kb = XtestKeyboard()
         capture = SelectionCapture(XclipClipboard(), kb, use_primary=True)
 
         async def nothing(_t: str) -> None:
