@@ -166,15 +166,12 @@ class Done:
 AskEvent = Started | Text | FellOver | Done
 
 
-async def collect(events: AsyncGenerator[AskEvent, None],
-                  on_start: Callable[[Candidate], None] | None = None) -> AskResult:
-    """The result at the end of a request's events (``on_start`` sees each candidate as it
-    starts); the events are closed however this ends."""
+async def collect(events: AsyncGenerator[AskEvent, None]) -> AskResult:
+    """The result at the end of a request's events; the events are closed however this
+    ends."""
     async with aclosing(events):
         async for event in events:
-            if isinstance(event, Started) and on_start is not None:
-                on_start(event.candidate)
-            elif isinstance(event, Done):
+            if isinstance(event, Done):
                 return event.result
     raise RuntimeError("the answer stream ended without a result")  # a bug
 
