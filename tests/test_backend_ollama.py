@@ -362,3 +362,32 @@ async def test_speed_per_model(srv: FakeOllama, backend: OllamaBackend) -> None:
     with pytest.raises(BackendTimeout, match="timeouts.first_token"):
         await collect(backend, "qwen3-coder:30b")
     assert (await collect(backend, "qwen3:4b"))[-1].done
+
+
+async def test_fifty_chats_use_one_connection(srv: FakeOllama, backend: OllamaBackend) -> None:
+    # each stream is read to its end, so httpx keeps the connection for the next chat
+    for _ in range(50):
+        chunks = await collect(backend)
+        assert chunks[-1].done
+    await backend.list_models()
+    assert srv.count("/api/chat") == 50
+    assert len(srv.connections) == 1
+
+
+async def test_a_plain_http_client_builds_no_tls_context(srv: FakeOllama) -> None:
+    import httpcore
+
+    from labrouter.backends._http import PlainHTTPTransport, make_client
+
+    client = make_client(srv.url, FAST)
+    try:
+        transport = client._transport
+        assert isinstance(transport, PlainHTTPTransport)
+        assert isinstance(transport._pool, httpcore.AsyncConnectionPool)
+        assert transport._pool._ssl_context is None  # built only if https is ever used
+        assert (await client.get("/api/version")).status_code == 200
+    finally:
+        await client.aclose()
+    tls = make_client("https://api.example.invalid/v1", FAST)
+    assert not isinstance(tls._transport, PlainHTTPTransport)  # a cloud server verifies
+    await tls.aclose()

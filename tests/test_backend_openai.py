@@ -325,3 +325,12 @@ async def test_fake_as_a_process() -> None:
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+async def test_fifty_chats_use_one_connection(srv: FakeOpenAI, backend: OpenAIBackend) -> None:
+    # each stream is read past [DONE] to its end, so httpx keeps the connection
+    for _ in range(50):
+        chunks = await collect(backend)
+        assert chunks[-1].done
+    assert srv.count("/v1/chat/completions") == 50
+    assert len(srv.connections) == 1

@@ -123,6 +123,36 @@ def test_spent_today_sees_what_other_processes_appended(tmp_path: Path) -> None:
     assert daemon.spent_today() == 2.0
 
 
+def test_spent_today_reads_only_what_was_appended(tmp_path: Path) -> None:
+    log = UsageLog(tmp_path, clock=lambda: NOW)
+    log.append(rec("code", "gpt", "mac", 1, cost_usd=0.5))
+    assert log.spent_today() == 0.5
+    path = log.file_for(NOW)
+    # rewrite the counted line in place (same length): a reader that starts over would see
+    # 0.7; the running total does not read it again
+    path.write_bytes(path.read_bytes().replace(b'"cost_usd":0.5', b'"cost_usd":0.7'))
+    assert log.spent_today() == 0.5
+    line = rec("code", "gpt", "mac", 1, cost_usd=2.0).to_json().encode()
+    with path.open("ab") as f:  # a line being written by another process: not yet counted
+        f.write(line[:-5])
+    assert log.spent_today() == 0.5
+    with path.open("ab") as f:
+        f.write(line[-5:] + b"\n")
+    assert log.spent_today() == 2.5
+    path.write_text("")  # replaced by a smaller file: counted again from its start
+    log.append(rec("code", "gpt", "mac", 1, cost_usd=0.25))
+    assert log.spent_today() == 0.25
+
+
+def test_spent_today_starts_from_zero_on_a_new_day(tmp_path: Path) -> None:
+    now = [NOW]
+    log = UsageLog(tmp_path, clock=lambda: now[0])
+    log.append(rec("code", "gpt", "mac", 1, cost_usd=1.0))
+    assert log.spent_today() == 1.0
+    now[0] = NOW + 86400
+    assert log.spent_today() == 0.0
+
+
 def test_reading_any_number_of_days(tmp_path: Path) -> None:
     log = UsageLog(tmp_path, clock=lambda: NOW, retention_days=0)
     log.append(rec("quick", "m", "n", 1, ts=NOW - 400 * 86400))

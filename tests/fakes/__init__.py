@@ -192,6 +192,9 @@ class FakeServer:
         self.host = host
         self.port = port
         self.received: list[Received] = []
+        #: the client (host, port) of every TCP connection a request came in on: its size
+        #: is the number of connections the clients opened (keep-alive reuse shows as 1)
+        self.connections: set[tuple[str, int]] = set()
         #: seconds spent loading or generating (for "GPU busy" figures in benchmarks)
         self.busy_time = 0.0
         self._runner: web.AppRunner | None = None
@@ -320,6 +323,9 @@ class FakeServer:
 
     async def record(self, request: web.Request) -> tuple[Any, str]:
         """Record the request; returns its JSON body (or None) and its model."""
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            self.connections.add((str(peer[0]), int(peer[1])))
         body: Any = None
         if request.can_read_body:
             raw = await request.read()

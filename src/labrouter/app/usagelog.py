@@ -3,7 +3,9 @@
 Owns appending (one ``write`` of one whole line on a file opened for append, so a crash
 leaves at worst one partial last line, which readers skip, and which the next append ends
 first so that the new record stays whole), reading the last N days,
-today's cloud spend, and removing files older than ``retention_days``.
+today's cloud spend (a running total: each call reads only the bytes appended since the
+last, so the cost of asking does not grow with the day's requests), and removing files
+older than ``retention_days``.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.usage import UsageRecord, parse_lines
@@ -26,7 +30,7 @@ class UsageLog:
         self.dir = data_dir
         self.retention_days = retention_days
         self.clock = clock
-        self._spent: tuple[str, int, float] | None = None  # (day, file size, usd) cache
+        self._spent = _RunningSpend("", 0, 0.0)
         self._pruned_day = ""
 
     def file_for(self, ts: float) -> Path:
@@ -87,19 +91,42 @@ class UsageLog:
         return out, bad
 
     def spent_today(self) -> float:
-        """Today's cloud spend. Re-read when the file's size changed: the daemon and every
-        `labrouter ask` append to the same file, and a figure cached by one process alone
-        would let the others' cloud calls overrun the day's budget."""
+        """Today's cloud spend, read incrementally.
+
+        The daemon and every `labrouter ask` append to the same file, so a figure kept by
+        one process alone would let the others' cloud calls overrun the day's budget: each
+        call reads what was appended since the last one (nothing, when the size is the
+        same), never the whole file again. A file that shrank (edited, replaced) is read
+        again from its start.
+        """
         now = self.clock()
         day = dt.datetime.fromtimestamp(now).strftime("%Y-%m-%d")
+        run = self._spent
+        if run.day != day:
+            run = self._spent = _RunningSpend(day, 0, 0.0)
+        path = self.file_for(now)
         try:
-            size = self.file_for(now).stat().st_size
+            size = path.stat().st_size
         except OSError:
-            size = -1
-        if self._spent is None or self._spent[:2] != (day, size):
-            recs, _ = self.read(1)
-            self._spent = (day, size, sum(r.cost_usd for r in recs))
-        return self._spent[2]
+            return run.usd
+        if size == run.offset:
+            return run.usd
+        if size < run.offset:
+            run.offset, run.usd = 0, 0.0
+        try:
+            with path.open("rb") as f:
+                f.seek(run.offset)
+                chunk = f.read(size - run.offset)
+        except OSError as exc:
+            log.warning("could not read %s: %s", path, exc)
+            return run.usd
+        # only whole lines count: a line being written right now is read next time
+        end = chunk.rfind(b"\n") + 1
+        if end:
+            for line in chunk[:end].splitlines():
+                run.usd += _line_cost(line)
+            run.offset += end
+        return run.usd
 
     def _prune(self, day: str) -> None:
         if self._pruned_day == day or self.retention_days <= 0:
@@ -128,3 +155,20 @@ def _log_request(r: UsageRecord) -> None:
              r.node or "-", r.model or "-", r.prompt_tokens, r.completion_tokens,
              r.duration_ms, f", {len(r.fallbacks)} fell over" if r.fallbacks else "")
 
+
+_FREE = re.compile(rb'"cost_usd"\s*:\s*0(\.0*)?\s*[,}]')
+
+
+@dataclass
+class _RunningSpend:
+    day: str
+    offset: int  # bytes of the day's file already counted (whole lines only)
+    usd: float
+
+
+def _line_cost(line: bytes) -> float:
+    # most lines cost nothing: skip the JSON parse unless the line names a cost above 0
+    if b'"cost_usd"' not in line or _FREE.search(line):
+        return 0.0
+    recs, _ = parse_lines([line.decode("utf-8", "replace")])
+    return recs[0].cost_usd if recs else 0.0

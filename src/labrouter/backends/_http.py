@@ -17,6 +17,7 @@ Must not import desktop packages or anything in ``app/``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
@@ -55,6 +56,8 @@ def make_client(base_url: str, timeouts: TimeoutConfig, *,
     """
     timeout = httpx.Timeout(connect=timeouts.connect, read=None, write=timeouts.gap,
                             pool=timeouts.connect)
+    if transport is None and base_url.startswith("http://"):
+        transport = PlainHTTPTransport()
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         headers=dict(headers or {}),
@@ -65,6 +68,27 @@ def make_client(base_url: str, timeouts: TimeoutConfig, *,
         trust_env=base_url.startswith("https://"),
         follow_redirects=False,
     )
+
+
+class PlainHTTPTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport without an eagerly built TLS context, for http:// servers.
+
+    ``httpx.AsyncHTTPTransport`` loads the whole CA bundle into an SSL context when it is
+    made (about 20-50 ms and a few MB per client), even for a LAN server spoken to in plain
+    HTTP. httpcore's pool with ``ssl_context=None`` builds its default (verifying) context
+    only if an https:// connection is ever opened, so nothing is weakened: this is not
+    ``verify=False``. Everything but the pool is httpx's own transport.
+    """
+
+    def __init__(self) -> None:  # noqa: D107 - the parent's pool, minus the TLS context
+        import httpcore
+
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20,
+                              keepalive_expiry=30.0)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=None, max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry)
 
 
 class HttpSide:
@@ -203,6 +227,19 @@ class HttpSide:
             except StopAsyncIteration:
                 return
             yield line
+
+    async def drain(self, lines: AsyncIterator[str], limit: float = 1.0) -> None:
+        """Read the rest of a finished stream (normally just the end of the chunked body)
+        so httpx puts the connection back in its pool instead of closing it: without this,
+        every chat costs a new TCP connection (and a TLS handshake to a cloud server).
+        Anything unexpected (more lines, a slow or broken end) just closes the connection.
+        """
+        try:
+            async with asyncio.timeout(limit):
+                async for _ in lines:
+                    pass
+        except (TimeoutError, BackendError):
+            pass
 
 
 def got_token(dl: Deadlines) -> None:

@@ -109,8 +109,9 @@ class OllamaBackend:
         body = self._chat_body(model, messages, opts)
         dl = Deadlines.begin(self.timeouts)
         response = await self._http.open_stream("/api/chat", body, what, dl, model=model)
+        lines = self._http.lines(response, what, dl)
         try:
-            async for line in self._http.lines(response, what, dl):
+            async for line in lines:
                 if not line.strip():
                     continue
                 data = self._parse_line(line, what)
@@ -129,6 +130,7 @@ class OllamaBackend:
                     # thinking tokens count as the server being alive, but are not answer text
                     got_token(dl)
                 if data.get("done"):
+                    await self._http.drain(lines)  # keeps the connection for the next chat
                     yield ChatChunk(
                         text=text, done=True,
                         prompt_tokens=_count(data.get("prompt_eval_count")),

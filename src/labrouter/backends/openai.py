@@ -117,8 +117,9 @@ class OpenAIBackend:
         usage: dict[str, Any] = {}
         finish = ""
         data_lines: list[str] = []
+        lines = self._http.lines(response, what, dl)
         try:
-            async for line in self._http.lines(response, what, dl):
+            async for line in lines:
                 if line.startswith(":"):
                     continue  # an SSE comment: a keep-alive ping
                 if line.strip():
@@ -131,6 +132,7 @@ class OpenAIBackend:
                 payload = "\n".join(data_lines)
                 data_lines = []
                 if payload.strip() == "[DONE]":
+                    await self._http.drain(lines)  # keeps the connection for the next chat
                     yield self._done(usage, finish)
                     return
                 event = self._parse_event(payload, what)
