@@ -29,7 +29,7 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .classify import Classification
@@ -64,12 +64,78 @@ class Candidate:
         """Identity of the server+model pair for speed learning."""
         return f"{self.peer.name}/{self.server.id}/{self.model}"
 
+    @property
+    def loaded(self) -> bool:
+        """Known to be in memory. Only Ollama says what is loaded (``/api/ps``); an
+        OpenAI-compatible server (llama-server, a cloud) serves what it has loaded."""
+        return self.server.kind != "ollama" or self.model in self.server.loaded
+
+    @property
+    def health_key(self) -> tuple[str, str, str]:
+        """Identity for the fault memory (``core.health``)."""
+        return (self.peer.node_id, self.server.id, self.model)
+
+
+#: recent samples kept per key and state: enough for a p95, small enough for speeds.json
+SAMPLES = 40
+
 
 @dataclass
 class Speed:
+    """What one server+model has shown: moving averages for ranking, and the recent
+    samples (time to first token when loaded / cold, the longest silence between two
+    tokens of each answer) for deadlines."""
+
     ttft: float  # seconds, moving average
     tps: float  # completion tokens per second, moving average
     n: int = 1
+    warm: list[float] = field(default_factory=list)  # ttft with the model in memory
+    cold: list[float] = field(default_factory=list)  # ttft with the model loaded first
+    gaps: list[float] = field(default_factory=list)  # longest gap between tokens, per answer
+
+
+@dataclass(frozen=True)
+class DeadlineRule:
+    """How deadlines and the hedge delay follow from what a server has shown.
+
+    A learned deadline is ``p95 * margin + pad``, never under ``floor`` and never over the
+    configured timeout (the ceiling). With fewer than ``min_samples`` samples nothing is
+    learned yet: a loaded model gets ``unlearned_*``, a cold one the ceiling.
+    """
+
+    min_samples: int = 5
+    margin: float = 3.0
+    first_pad: float = 1.0  # seconds on top of p95 * margin
+    first_floor: float = 2.0
+    cold_floor: float = 10.0  # a cold load is never cut off sooner than this
+    gap_pad: float = 0.5
+    gap_floor: float = 1.5
+    unlearned_first: float = 15.0
+    unlearned_gap: float = 10.0
+    #: extra first-token time per prompt token (prefill at a slow 500 tokens/s), so a long
+    #: prompt is not taken for a hung server
+    per_prompt_token: float = 1 / 500
+    hedge_factor: float = 1.5  # hedge after p95 * this ...
+    hedge_floor: float = 0.5  # ... and never sooner than this
+    unlearned_hedge: float = 3.0  # a loaded model that has shown nothing yet
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """The deadlines of one request to one candidate, in seconds from its start."""
+
+    first_token: float
+    gap: float
+    hedge_after: float | None  # start a second candidate after this; None: never
+    learned: bool  # from the server's own samples (else defaults and ceilings)
+    why: str
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) by nearest rank; samples must not be empty."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
 
 
 @dataclass
@@ -79,18 +145,33 @@ class SpeedBook:
     speeds: dict[str, Speed] = field(default_factory=dict)
     alpha: float = 0.3  # weight of the newest measurement
 
-    def record(self, key: str, ttft: float, tokens: int, duration: float) -> None:
+    def record(self, key: str, ttft: float, tokens: int, duration: float, *,
+               loaded: bool | None = None, max_gap: float | None = None) -> None:
+        """One finished answer. ``loaded``: whether the model was known to be in memory
+        when asked (None: unknown, no ttft sample); ``max_gap``: its longest silence
+        between two tokens (None: fewer than two tokens)."""
         gen_time = max(duration - ttft, 1e-3)
         tps = tokens / gen_time if tokens > 0 else 0.0
         old = self.speeds.get(key)
         if old is None:
-            self.speeds[key] = Speed(ttft=ttft, tps=tps)
-            return
-        a = self.alpha
-        old.ttft = (1 - a) * old.ttft + a * ttft
-        if tps > 0:
-            old.tps = (1 - a) * old.tps + a * tps if old.tps > 0 else tps
+            old = self.speeds[key] = Speed(ttft=ttft, tps=tps, n=0)
+        else:
+            a = self.alpha
+            old.ttft = (1 - a) * old.ttft + a * ttft
+            if tps > 0:
+                old.tps = (1 - a) * old.tps + a * tps if old.tps > 0 else tps
         old.n += 1
+        if loaded is not None:
+            _keep(old.warm if loaded else old.cold, ttft)
+        if max_gap is not None:
+            _keep(old.gaps, max_gap)
+
+    def record_gaps(self, key: str, max_gap: float) -> None:
+        """The longest gap of an answer that did not finish (cut off, stalled later): the
+        gaps it showed before are still what the server does."""
+        s = self.speeds.get(key)
+        if s is not None:
+            _keep(s.gaps, max_gap)
 
     def expected_seconds(self, key: str, tokens: int = 200) -> float | None:
         """Expected time for a typical answer, or None when never measured."""
@@ -99,8 +180,48 @@ class SpeedBook:
             return None
         return s.ttft + (tokens / s.tps if s.tps > 0 else 0.0)
 
-    def to_dict(self) -> dict[str, dict[str, float]]:
-        return {k: {"ttft": v.ttft, "tps": v.tps, "n": v.n} for k, v in self.speeds.items()}
+    def deadlines(self, key: str, loaded: bool, ceiling_first: float, ceiling_gap: float,
+                  rule: DeadlineRule | None = None, prompt_tokens: int = 0) -> Deadlines:
+        """First-token and gap deadlines and the hedge delay for one request.
+
+        ``loaded``: the model is known to be in memory (``/api/ps`` or the announcement);
+        such a model is never given a cold load's time.
+        """
+        r = rule or DeadlineRule()
+        s = self.speeds.get(key)
+        prefill = prompt_tokens * r.per_prompt_token
+        samples = (s.warm if loaded else s.cold) if s is not None else []
+        state = "loaded" if loaded else "cold"
+        if len(samples) >= r.min_samples:
+            p95 = percentile(samples, 95)
+            floor = r.first_floor if loaded else r.cold_floor
+            first = min(ceiling_first, max(floor, p95 * r.margin + r.first_pad + prefill))
+            hedge: float | None = max(r.hedge_floor, p95 * r.hedge_factor + prefill)
+            why = f"{state}: p95 first token {p95:.2f} s over {len(samples)} answers"
+            learned = True
+        elif loaded:
+            first = min(ceiling_first, r.unlearned_first + prefill)
+            hedge = r.unlearned_hedge + prefill
+            why, learned = f"{state}: not measured yet", False
+        else:
+            first, hedge = ceiling_first, None  # a cold load of unknown length: wait for it
+            why, learned = f"{state}: not measured yet", False
+        gaps = s.gaps if s is not None else []
+        if len(gaps) >= r.min_samples:
+            gap = min(ceiling_gap, max(r.gap_floor, percentile(gaps, 95) * r.margin
+                                       + r.gap_pad))
+        else:
+            gap = min(ceiling_gap, r.unlearned_gap)
+        if hedge is not None and hedge >= first:
+            hedge = None  # the deadline comes first: that is a fallover, not a hedge
+        return Deadlines(first, gap, hedge, learned, why)
+
+    def to_dict(self) -> dict[str, dict[str, object]]:
+        return {k: {"ttft": v.ttft, "tps": v.tps, "n": v.n,
+                    "warm": [round(x, 4) for x in v.warm],
+                    "cold": [round(x, 4) for x in v.cold],
+                    "gaps": [round(x, 4) for x in v.gaps]}
+                for k, v in self.speeds.items()}
 
     @classmethod
     def from_dict(cls, data: object) -> SpeedBook:
@@ -110,7 +231,9 @@ class SpeedBook:
         for k, v in data.items():
             if isinstance(v, Mapping):
                 try:
-                    s = Speed(float(v["ttft"]), float(v["tps"]), int(v.get("n", 1)))
+                    s = Speed(float(v["ttft"]), float(v["tps"]), int(v.get("n", 1)),
+                              _samples(v.get("warm")), _samples(v.get("cold")),
+                              _samples(v.get("gaps")))
                 except (KeyError, TypeError, ValueError, OverflowError):
                     continue  # one bad entry must not cost the rest
                 # NaN would make every comparison in the ranking false, and so the order
@@ -118,6 +241,24 @@ class SpeedBook:
                 if math.isfinite(s.ttft) and math.isfinite(s.tps) and s.ttft >= 0 <= s.tps:
                     book.speeds[str(k)] = s
         return book
+
+
+def _keep(samples: list[float], value: float) -> None:
+    if math.isfinite(value) and value >= 0:
+        samples.append(value)
+        del samples[:-SAMPLES]
+
+
+def _samples(raw: object) -> list[float]:
+    """Samples from speeds.json; anything odd in them is dropped, the rest kept."""
+    if not isinstance(raw, list):
+        return []
+    out: list[float] = []
+    for x in raw[-SAMPLES:]:
+        if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) \
+                and x >= 0:
+            out.append(float(x))
+    return out
 
 
 @dataclass
@@ -189,10 +330,17 @@ def resolve_route(c: Classification, history: RouteHistory | None, now: float,
 def choose(classification: Classification, peers: Sequence[Peer], config: Config,
            speeds: SpeedBook | None = None, history: RouteHistory | None = None,
            now: float = 0.0, *, route: str | None = None, model: str | None = None,
-           node: str | None = None, spent_today: float = 0.0,
+           node: str | None = None, spent_today: float | Callable[[], float] = 0.0,
            suspect: Iterable[tuple[str, str]] = (),
+           demoted: Iterable[tuple[str, str, str]] = (),
            notes: list[str] | None = None) -> list[Candidate]:
-    """Ordered candidates for a request; the first is the best. Never raises."""
+    """Ordered candidates for a request; the first is the best. Never raises.
+
+    ``spent_today`` may be a function: it is called only when a cloud server is up (so a
+    lab without paying servers never reads the usage log). ``demoted``: (node_id,
+    server_id, model) that missed a deadline or broke a stream lately (``core.health``):
+    tried after every other choice.
+    """
     speeds = speeds or SpeedBook()
     notes = notes if notes is not None else []
     route_name, why = resolve_route(classification, history, now, route)
@@ -200,6 +348,7 @@ def choose(classification: Classification, peers: Sequence[Peer], config: Config
     has_image = classification.has_image
     suspect = set(suspect)
     options = _options(peers, config, route_name, spent_today, suspect, notes, node)
+    demoted = set(demoted)
 
     out: list[Candidate] = []
     seen: set[tuple[str, str, str]] = set()
@@ -222,7 +371,7 @@ def choose(classification: Classification, peers: Sequence[Peer], config: Config
             drop_image=has_image and not any(o.model.vision for o in matching))
         if not out:
             notes.append(f"no live server has a model matching {model!r}")
-        return _suspects_last(out, suspect)
+        return _suspects_last(out, suspect, demoted, notes)
 
     chain = _route_chain(config, route_name)
     for i, r in enumerate(chain):
@@ -250,13 +399,20 @@ def choose(classification: Classification, peers: Sequence[Peer], config: Config
     rest.sort(key=lambda o: (not o.loaded, _size_key(o.model, route_name), o.peer.name))
     add(rest, route_name, "last resort: a model outside the route's list",
         True, drop_image=has_image)
-    return _suspects_last(out, suspect)
+    return _suspects_last(out, suspect, demoted, notes)
 
 
-def _suspects_last(cands: list[Candidate], suspect: set[tuple[str, str]]) -> list[Candidate]:
+def _suspects_last(cands: list[Candidate], suspect: set[tuple[str, str]],
+                   demoted: set[tuple[str, str, str]], notes: list[str]) -> list[Candidate]:
     # the ranking alone would put a suspect server's loaded model ahead of a healthy cold
-    # one; a server that just failed a request is tried after every healthy choice
-    return sorted(cands, key=lambda c: (c.peer.node_id, c.server.id) in suspect)
+    # one; a server that just failed a request, or a model on it that missed its deadline
+    # lately, is tried after every healthy choice
+    for c in cands:
+        if c.health_key in demoted:
+            notes.append(f"{c.label} missed a deadline or broke off an answer lately; "
+                         "tried last")
+    return sorted(cands, key=lambda c: ((c.peer.node_id, c.server.id) in suspect,
+                                        c.health_key in demoted))
 
 
 def _nth_choice(route: str, depth: int) -> str:
@@ -274,10 +430,17 @@ def _route_chain(config: Config, start: str) -> list[str]:
     return chain
 
 
-def _options(peers: Sequence[Peer], config: Config, route: str, spent_today: float,
-             suspect: set[tuple[str, str]], notes: list[str], node: str | None) -> list[_Option]:
+def _options(peers: Sequence[Peer], config: Config, route: str,
+             spent_today: float | Callable[[], float], suspect: set[tuple[str, str]],
+             notes: list[str], node: str | None) -> list[_Option]:
     out: list[_Option] = []
-    budget_left = config.budget.daily_usd - spent_today
+    spent: list[float] = []
+
+    def budget_left() -> float:
+        if not spent:  # read once, and only if a paying server is up
+            spent.append(spent_today() if callable(spent_today) else spent_today)
+        return config.budget.daily_usd - spent[0]
+
     for p in peers:
         if node and node not in (p.name, p.node_id):
             continue
@@ -300,7 +463,7 @@ def _options(peers: Sequence[Peer], config: Config, route: str, spent_today: flo
                     notes.append(f"{s.id}: this task is not worth a cloud call "
                                  f"(route {route} does not allow cloud)")
                     continue
-                if budget_left <= 0:
+                if budget_left() <= 0:
                     notes.append(f"{s.id}: today's cloud budget "
                                  f"(${config.budget.daily_usd:.2f}) is spent")
                     continue
