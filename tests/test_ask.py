@@ -89,12 +89,14 @@ async def test_a_failure_mid_stream_asks_the_next_candidate_again(fault: str,
                                                                   tmp_path: Path) -> None:
     async with FakeOllama(models=["qwen3:4b"], answer="one two three four five six") as bad, \
             FakeOllama(models=["llama3.2:3b"], answer="A full answer.") as good:
-        asker, _, _ = await asker_for(config(bad.url, good.url), tmp_path)
+        asker, _, _ = await asker_for(config(bad.url, good.url,
+                                             extra="[routing]\ncontinue_stalled = false\n"),
+                                      tmp_path)
         bad.set_fault(fault, "qwen3:4b")
         events = [e async for e in asker.stream(AskRequest("Say something"))]
     result = events[-1].result  # type: ignore[union-attr]
     assert result.answer == "A full answer."
-    assert result.restarted and result.outcome == "restarted"
+    assert result.restarted and result.outcome == "restarted" and not result.continued
     assert result.attempts[0].mid_stream
     kinds = [type(e).__name__ for e in events]
     # the first answer's text, its drop, the second answer from its start
@@ -104,6 +106,27 @@ async def test_a_failure_mid_stream_asks_the_next_candidate_again(fault: str,
     after = kinds.index("FellOver")
     assert kinds[after + 1] == "Started"
     assert "".join(e.text for e in events[after:] if isinstance(e, Text)) == result.answer
+
+
+@pytest.mark.parametrize("fault", ["drop", "hang_mid", "error_mid"])
+async def test_a_failure_mid_stream_is_continued_by_the_next_model(fault: str,
+                                                                   tmp_path: Path) -> None:
+    async with FakeOllama(models=["qwen3:4b"], answer="one two three four five six") as bad, \
+            FakeOllama(models=["llama3.2:3b"], answer=" four five six.") as good:
+        asker, log, _ = await asker_for(config(bad.url, good.url), tmp_path)
+        bad.set_fault(fault, "qwen3:4b")
+        events = [e async for e in asker.stream(AskRequest("Say something"))]
+    result = events[-1].result  # type: ignore[union-attr]
+    # the words already sent are the start of the next model's reply: one coherent answer
+    fell = next(e for e in events if isinstance(e, FellOver))
+    assert fell.continued and fell.partial == "one two three"
+    sent = [m for m in good.requests_to("/api/chat")[0].body["messages"]]
+    assert sent[-1] == {"role": "assistant", "content": "one two three"}
+    assert result.answer == "one two three four five six."
+    assert "".join(e.text for e in events if isinstance(e, Text)) == result.answer
+    assert result.continued and not result.restarted and result.outcome == "restarted"
+    rec = log.read(1)[0][-1]
+    assert rec.continued and rec.model == "llama3.2:3b"
 
 
 async def test_a_refused_server_is_reported_and_its_other_models_skipped(tmp_path: Path
@@ -435,7 +458,7 @@ async def test_cloud_tokens_of_an_answer_not_returned_still_count(tmp_path: Path
         asker, log, _ = await asker_for(cfg, tmp_path)
         restarted = await asker.ask(AskRequest("Say something"))
         escalated = await asker.ask(AskRequest("Say something", route="code"))
-    assert (restarted.model, restarted.restarted) == ("qwen3:4b", True)
+    assert (restarted.model, restarted.continued) == ("qwen3:4b", True)
     assert (escalated.model, escalated.escalated) == ("qwen3:4b", True)
     records = log.read(1)[0]
     assert [r.model for r in records] == ["qwen3:4b", "qwen3:4b"]

@@ -29,15 +29,25 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from .backends.base import Backend, ChatChunk, ChatMessage, ChatOptions
 from .core.classify import Classification, Classifier
 from .core.config import Config
-from .core.errors import AllFailed, BackendError, NoCandidate
+from .core.errors import AllFailed, BackendError, BackendTimeout, NoCandidate
+from .core.health import FaultBook
 from .core.peers import Peer, ServerState
-from .core.policy import Candidate, RouteHistory, SpeedBook, choose, model_matches, resolve_route
+from .core.policy import (
+    Candidate,
+    DeadlineRule,
+    Deadlines,
+    RouteHistory,
+    SpeedBook,
+    choose,
+    model_matches,
+    resolve_route,
+)
 from .core.usage import UsageRecord
 
 log = logging.getLogger(__name__)
@@ -112,6 +122,8 @@ class AskResult:
     # when the lab had no model of it up and a fallback route served
     classified_route: str = ""
     cost_usd: float = 0.0  # cloud cost, answers not returned (cut off, weak) included
+    hedged: bool = False  # a second candidate was asked in parallel (the first was slow)
+    continued: bool = False  # a stalled answer was continued by another model
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -124,6 +136,7 @@ class AskResult:
             "restarted": self.restarted, "escalated": self.escalated,
             "confidence": round(self.confidence, 3), "reasons": list(self.reasons),
             "finish_reason": self.finish_reason, "classified_route": self.classified_route,
+            "hedged": self.hedged, "continued": self.continued,
         }
 
 
@@ -154,6 +167,8 @@ class FellOver:
 
     attempt: Attempt
     partial: str
+    #: the partial text stays: the next candidate continues it (its Text follows on)
+    continued: bool = False
 
 
 @dataclass(frozen=True)
@@ -260,6 +275,51 @@ class _Run:
     # what a cloud server billed for an answer that is not the one returned (cut off
     # mid-stream, or weak and escalated): the day's budget must count it too
     spent: float = 0.0
+    hedged: bool = False
+    continued: bool = False
+    prefix: str = ""  # the text sent so far that the next candidate continues
+    legs: list[_Leg] = field(default_factory=list)  # running now
+    first_text: float | None = None  # when the user got the first piece of the answer
+
+    async def stop_legs(self) -> None:
+        legs, self.legs = self.legs, []
+        for leg in legs:
+            leg.stop()
+        for leg in legs:
+            if leg.task is not None:
+                try:
+                    await leg.task
+                except BaseException:  # noqa: BLE001, S110 - it was told to stop
+                    pass
+
+
+@dataclass(eq=False)
+class _Leg:
+    """One candidate's stream running in a task of its own; its pieces (Text, then Served,
+    or a _Failed) arrive in ``queue``. Two legs run at once when a request is hedged."""
+
+    cand: Candidate
+    deadlines: Deadlines
+    started: float  # Asker clock
+    prefix: str = ""  # text of an earlier leg it continues
+    parts: list[str] = field(default_factory=list)
+    queue: asyncio.Queue[Text | Served | _Failed] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+    extra_tries: int = 0  # a hedge counts as an attempt
+
+    def stop(self) -> None:
+        """Cancel it: closing its stream tells its server to stop generating."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+class _NoToken(Exception):
+    """Every leg of a candidate failed before its first token."""
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -314,7 +374,9 @@ class Asker:
                  suspect: Callable[[], set[tuple[str, str]]] | None = None,
                  in_flight: dict[str, int] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 faults: FaultBook | None = None,
+                 deadline_rule: DeadlineRule | None = None) -> None:
         self.config = config
         self.peers = peers
         self.speeds = speeds if speeds is not None else SpeedBook()
@@ -327,18 +389,31 @@ class Asker:
         self.wall = wall
         self.classifier = Classifier(config.classifier.keywords)
         self.history = RouteHistory()
+        #: server+model pairs that missed a deadline or broke a stream lately (tried last)
+        self.faults = faults if faults is not None else FaultBook()
+        self.deadline_rule = deadline_rule or DeadlineRule()
+        self._watching: set[asyncio.Task[None]] = set()  # legs that lost a race
+
+    async def aclose(self) -> None:
+        """Stop watching the legs that lost a race (their servers stop generating)."""
+        tasks = list(self._watching)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def classify(self, req: AskRequest) -> Classification:
         return self.classifier.classify(req.prompt, image=req.image is not None)
 
     def _candidates(self, req: AskRequest, c: Classification, route: str,
                     notes: list[str] | None = None) -> list[Candidate]:
-        spent = self.usage_log.spent_today() if self.usage_log else 0.0
+        # read only when a paying server is up: a lab without one never reads the log
+        spent = self.usage_log.spent_today if self.usage_log else 0.0
         # the route is resolved already (stickiness included): passed as forced, so the
         # policy does not resolve it a second time
-        return choose(c, self.peers(), self.config, self.speeds, None, self.clock(),
+        now = self.clock()
+        return choose(c, self.peers(), self.config, self.speeds, None, now,
                       route=route, model=req.model, node=req.node, spent_today=spent,
-                      suspect=self.suspect(), notes=notes)
+                      suspect=self.suspect(), demoted=self.faults.demoted(now), notes=notes)
 
     async def ask(self, req: AskRequest) -> AskResult:
         """The answer, collected from ``stream``."""
@@ -392,62 +467,330 @@ class Asker:
 
     async def _over(self, run: _Run, cands: list[Candidate]) -> AsyncGenerator[AskEvent, None]:
         dead: set[tuple[str, str]] = set()
+        queue = list(cands)
         tried = 0
-        for cand in cands:
-            if (cand.peer.node_id, cand.server.id) in dead:
-                continue
-            if tried >= MAX_ATTEMPTS:
-                break
-            tried += 1
-            served: Served | None = None
-            try:
-                async with aclosing(self._attempt(run, cand)) as pieces:
-                    async for piece in pieces:
-                        if isinstance(piece, Served):
-                            served = piece
-                        else:
-                            yield piece
-            except _MidStream as exc:
-                attempt = Attempt(cand.peer.name, cand.server.id, cand.model,
-                                  f"{cand.label} failed mid-answer: {exc.error}", True,
-                                  error=str(exc.error))
-                run.attempts.append(attempt)
-                run.restarted = True
-                run.spent += _cost(cand.server, _rough_tokens(run.req.prompt),
-                                   _rough_tokens(exc.partial))  # no usage came: a rough count
-                self._failed(cand, exc.error, dead)
-                yield FellOver(attempt, exc.partial)
-                continue
-            except BackendError as exc:
-                attempt = Attempt(cand.peer.name, cand.server.id, cand.model,
-                                  f"{cand.label}: {exc}", error=str(exc))
-                run.attempts.append(attempt)
-                self._failed(cand, exc, dead)
-                yield FellOver(attempt, "")
-                continue
-            assert served is not None
-            result = self._result(run, served)
-            if looks_weak(served.text, run.req.prompt):
-                better: AskResult | None = None
-                async with aclosing(self._escalate(run, served)) as events:
-                    async for event in events:
-                        if isinstance(event, Done):
-                            better = event.result
-                        else:
-                            yield event
-                if better is not None:
-                    run.spent += _cost(cand.server, served.prompt_tokens,
-                                       served.completion_tokens)
-                    result = replace(better, restarted=result.restarted)
-            result = replace(result, cost_usd=round(run.spent + result.cost_usd, 6))
-            self._log(run, result)
-            yield Done(result)
-            return
+        try:
+            while queue and tried < MAX_ATTEMPTS:
+                cand = queue.pop(0)
+                if (cand.peer.node_id, cand.server.id) in dead:
+                    continue
+                tried += 1
+                served: Served | None = None
+                winner: _Leg | None = None
+                try:
+                    async with aclosing(self._race(run, cand, queue, dead)) as events:
+                        async for event in events:
+                            if isinstance(event, _Leg):
+                                winner = event
+                            elif isinstance(event, Served):
+                                served = event
+                            else:
+                                yield event
+                except _MidStream as exc:
+                    failed = winner.cand if winner is not None else cand
+                    attempt = Attempt(failed.peer.name, failed.server.id, failed.model,
+                                      f"{failed.label} failed mid-answer: {exc.error}", True,
+                                      error=str(exc.error))
+                    run.attempts.append(attempt)
+                    run.spent += _cost(failed.server, _rough_tokens(run.req.prompt),
+                                       _rough_tokens(exc.partial))  # no usage: a rough count
+                    self._failed(failed, exc.error, dead)
+                    cont = self.config.routing.continue_stalled and bool(exc.partial.strip())
+                    if cont:
+                        run.prefix += exc.partial
+                        run.continued = True
+                    else:
+                        run.prefix = ""
+                        run.restarted = True
+                    yield FellOver(attempt, exc.partial, continued=cont)
+                    continue
+                except _NoToken:
+                    continue  # every leg failed before its first token; FellOver said so
+                if winner is not None:
+                    tried += winner.extra_tries
+                assert served is not None
+                result = self._result(run, served)
+                if looks_weak(result.answer, run.req.prompt) and not run.continued:
+                    better: AskResult | None = None
+                    async with aclosing(self._escalate(run, served)) as events:
+                        async for event in events:
+                            if isinstance(event, Done):
+                                better = event.result
+                            else:
+                                yield event
+                    if better is not None:
+                        run.spent += _cost(served.candidate.server, served.prompt_tokens,
+                                           served.completion_tokens)
+                        result = replace(better, restarted=result.restarted,
+                                         hedged=result.hedged)
+                result = replace(result, cost_usd=round(run.spent + result.cost_usd, 6))
+                self._log(run, result)
+                yield Done(result)
+                return
+        finally:
+            await run.stop_legs()
         self._log(run, self._ended(run, "failed", cands[0].route))
         raise AllFailed(
             f"no candidate could answer ({len(run.attempts)} tried)",
             [(f"{a.model} on {a.node}", a.reason) for a in run.attempts],
             hint="Run `labrouter doctor` to check the servers.")
+
+    async def _race(self, run: _Run, cand: Candidate, queue: list[Candidate],
+                    dead: set[tuple[str, str]]
+                    ) -> AsyncGenerator[Started | Text | FellOver | Served | _Leg, None]:
+        """One candidate, hedged: Started, then (if it has no token by its hedge time) a
+        second candidate in parallel; the first to send a token wins and streams, the
+        other is stopped at its server. Yields the winning leg, its Text and its Served.
+        Raises _NoToken when every leg failed before a token (each with a FellOver
+        yielded), _MidStream when the winner failed after one."""
+        primary = self._start_leg(run, cand)
+        yield Started(cand, run.classification, run.route)
+        legs = [primary]
+        hedge_at = None
+        if self._hedging() and not run.hedged and primary.deadlines.hedge_after is not None:
+            fixed = self.config.routing.hedge_after
+            hedge_at = primary.started + (fixed or primary.deadlines.hedge_after)
+        first: tuple[_Leg, Text | Served] | None = None
+        getters: dict[asyncio.Future[Any], _Leg] = {}
+        try:
+            while first is None:
+                for leg in legs:
+                    if leg not in getters.values():
+                        getters[asyncio.ensure_future(leg.queue.get())] = leg
+                timeout = None if hedge_at is None else max(0.0, hedge_at - self.clock())
+                done, _ = await asyncio.wait(getters, timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    hedge_at = None
+                    backup = self._hedge_target(run, cand, queue, dead)
+                    if backup is not None:
+                        queue.remove(backup)
+                        run.hedged = True
+                        log.info("%s: no token after %.1f s; hedging to %s", cand.label,
+                                 self.clock() - primary.started, backup.label)
+                        leg = self._start_leg(run, backup)
+                        leg.extra_tries = 1
+                        legs.append(leg)
+                    continue
+                for fut in [f for f in getters if f in done]:
+                    leg = getters.pop(fut)
+                    piece = fut.result()
+                    if isinstance(piece, _Failed):
+                        legs.remove(leg)
+                        exc = piece.error
+                        if isinstance(exc, _MidStream):  # cannot be: no text came
+                            exc = exc.error
+                        if not isinstance(exc, BackendError):
+                            raise exc  # a bug: the caller must see it
+                        attempt = Attempt(leg.cand.peer.name, leg.cand.server.id,
+                                          leg.cand.model, f"{leg.cand.label}: {exc}",
+                                          error=str(exc))
+                        run.attempts.append(attempt)
+                        self._failed(leg.cand, exc, dead)
+                        if legs:
+                            if leg is primary:  # the hedge goes on alone
+                                yield FellOver(attempt, "")
+                                primary = legs[0]
+                                yield Started(primary.cand, run.classification, run.route)
+                            continue  # (a failed hedge is in the attempts, not shown)
+                        yield FellOver(attempt, "")
+                        raise _NoToken
+                    if first is None:
+                        first = (leg, piece)
+            leg, piece = first
+            for other in legs:
+                if other is not leg:
+                    self._let_go(run, other, watch=other is primary)
+            for fut in getters:
+                fut.cancel()
+            getters.clear()
+            if leg is not primary:
+                slow = primary
+                attempt = Attempt(slow.cand.peer.name, slow.cand.server.id, slow.cand.model,
+                                  f"{slow.cand.label} sent nothing for "
+                                  f"{self.clock() - slow.started:.1f} s; {leg.cand.label} "
+                                  "was asked in parallel and answered first",
+                                  error="slower than its usual time to first token")
+                run.attempts.append(attempt)
+                yield FellOver(attempt, "")
+                yield Started(leg.cand, run.classification, run.route)
+            run.current, run.parts = leg.cand, leg.parts
+            if run.first_text is None and isinstance(piece, Text):
+                run.first_text = self.clock()
+            yield leg
+            while True:
+                if isinstance(piece, Text):
+                    yield piece
+                elif isinstance(piece, Served):
+                    yield piece
+                    return
+                elif isinstance(piece, _Failed):
+                    raise piece.error
+                piece = await leg.queue.get()
+        finally:
+            for fut in getters:
+                fut.cancel()
+
+    def _hedging(self) -> bool:
+        return self.config.routing.hedge
+
+    def _hedge_target(self, run: _Run, first: Candidate, queue: list[Candidate],
+                      dead: set[tuple[str, str]]) -> Candidate | None:
+        """The next candidate on another server: never a paused machine (the policy has
+        left those out), a paying server only where the route allows cloud."""
+        for c in queue:
+            if (c.peer.node_id, c.server.id) in dead:
+                continue
+            if c.peer.node_id == first.peer.node_id and c.server.id == first.server.id:
+                continue  # the same server is busy with the first request
+            if c.peer.paused or not c.peer.routable:
+                continue
+            if c.server.is_cloud and not self.config.route(run.route).allow_cloud:
+                continue
+            return c
+        return None
+
+    def _start_leg(self, run: _Run, cand: Candidate) -> _Leg:
+        dl = self._deadlines(cand, run.req, run.prefix)
+        leg = _Leg(cand, dl, self.clock(), run.prefix)
+        leg.task = asyncio.create_task(self._leg_main(run, leg),
+                                       name=f"labrouter-ask {cand.label}")
+        run.legs.append(leg)
+        return leg
+
+    def _deadlines(self, cand: Candidate, req: AskRequest, prefix: str) -> Deadlines:
+        t = self.config.timeouts
+        if not self.config.routing.adaptive_deadlines:
+            return Deadlines(t.first_token, t.gap, None, False, "the configured timeouts")
+        prompt = len(req.prompt) + sum(len(m.content) for m in req.messages) + len(prefix)
+        return self.speeds.deadlines(cand.key, cand.loaded, t.first_token, t.gap,
+                                     self.deadline_rule, prompt_tokens=prompt // 4)
+
+    def _let_go(self, run: _Run, loser: _Leg, watch: bool) -> None:
+        """Stop a leg that lost the race. One with no token yet is watched until its own
+        deadline (a hung server is remembered as faulty; a slow one as slow) unless it is
+        the hedge, which is simply stopped."""
+        run.legs.remove(loser)
+        if loser.parts or not watch:
+            loser.stop()
+            return
+        task = asyncio.create_task(self._watch(loser), name=f"labrouter-watch {loser.cand.label}")
+        self._watching.add(task)
+        task.add_done_callback(self._watching.discard)
+
+    async def _watch(self, leg: _Leg) -> None:
+        try:
+            while True:
+                piece = await leg.queue.get()
+                if isinstance(piece, _Failed):
+                    return  # _leg_main remembered the fault
+                if isinstance(piece, Text | Served):
+                    return  # slow but alive: its sample is in the speed table
+        finally:
+            leg.stop()
+
+    async def _leg_main(self, run: _Run, leg: _Leg) -> None:
+        """One candidate's stream, in a task of its own (so its deadlines are its own):
+        every piece goes to ``leg.queue``; a failure goes there as _Failed."""
+        cand = leg.cand
+        dl = leg.deadlines
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        first = 0.0
+        max_gap = -1.0
+        pt = ct = 0
+        reason = ""
+        parts = leg.parts
+        own = cand.peer.is_self
+        put = leg.queue.put_nowait
+        if own:
+            self.in_flight[cand.server.id] = self.in_flight.get(cand.server.id, 0) + 1
+        try:
+            backend = self.connector(cand)
+            messages = self._messages(cand, run.req)
+            if leg.prefix:
+                # the words already sent, as the start of this model's reply: Ollama and
+                # llama-server continue a final assistant message
+                messages.append(ChatMessage("assistant", leg.prefix))
+            # every backend's chat is an async generator: closing it closes the HTTP stream,
+            # so the server stops generating
+            chunks = cast(AsyncGenerator[ChatChunk, None],
+                          backend.chat(cand.model, messages, run.req.options))
+            try:
+                async with asyncio.timeout_at(start + dl.first_token) as deadline, \
+                        aclosing(chunks):
+                    last = start
+                    async for chunk in chunks:
+                        now = loop.time()
+                        if chunk.done:
+                            pt = chunk.prompt_tokens or 0
+                            ct = chunk.completion_tokens or 0
+                            reason = chunk.done_reason
+                        if chunk.text or not chunk.done:
+                            if first:
+                                if now - last > max_gap:
+                                    max_gap = now - last
+                            else:
+                                first = now
+                                if not leg.prefix:
+                                    self.speeds.record_first_token(cand.key, now - start,
+                                                                   cand.loaded)
+                            last = now
+                            deadline.reschedule(now + dl.gap)
+                        if chunk.text:
+                            parts.append(chunk.text)
+                            put(Text(chunk.text))
+            except TimeoutError as exc:
+                if not deadline.expired():
+                    raise
+                raise self._missed(cand, dl, bool(first)) from exc
+        except BackendError as exc:
+            if max_gap >= 0:
+                self.speeds.record_gaps(cand.key, max_gap)
+            self._fault(cand, exc)
+            put(_Failed(_MidStream(exc, "".join(parts)) if parts else exc))
+            return
+        except asyncio.CancelledError:
+            raise  # stopped: it lost a race, or the request was cancelled
+        except Exception as exc:  # noqa: BLE001 - a bug must reach the caller, not hang it
+            put(_Failed(exc))
+            return
+        finally:
+            if own:
+                self.in_flight[cand.server.id] = max(0, self.in_flight.get(cand.server.id, 1) - 1)
+        end = loop.time()
+        if not first:
+            first = end
+        text = "".join(parts)
+        if not ct and text:
+            ct = _rough_tokens(text)
+        self.speeds.record(cand.key, first - start, ct, end - start,
+                           max_gap=max_gap if max_gap >= 0 else None)
+        if self.faults.ok(cand.health_key):
+            log.info("%s answers normally again", cand.label)
+        put(Served(cand, text, first - start, end - start, pt, ct, reason or "stop"))
+
+    def _missed(self, cand: Candidate, dl: Deadlines, mid: bool) -> BackendTimeout:
+        if mid:
+            return BackendTimeout(
+                f"{cand.label} went silent for {dl.gap:.1f} s in the middle of the answer "
+                f"({'learned from its answers' if dl.learned else 'its usual pace unknown'})",
+                hint="The answer goes on from another model; `labrouter nodes` shows "
+                     "the servers.")
+        return BackendTimeout(
+            f"{cand.label} sent no token within {dl.first_token:.1f} s ({dl.why})",
+            hint="It is tried last for a while and probed in the background; raise "
+                 "timeouts.first_token or set routing.adaptive_deadlines = false if it is "
+                 "just slow.")
+
+    def _fault(self, cand: Candidate, exc: BackendError) -> None:
+        """A deadline missed, a stream dropped or stalled: the model is tried last for a
+        while (growing back-off), and probed until it answers again."""
+        if not isinstance(exc, BackendTimeout) and not exc.server_down and \
+                type(exc).__name__ != "ServerFailure":
+            return  # a 404 or a refused key says nothing of the server's health
+        backoff = self.faults.fault(cand.health_key, self.clock(), str(exc))
+        log.info("%s is tried last for %.0f s: %s", cand.label, backoff, exc)
 
     async def _escalate(self, run: _Run, weak: Served) -> AsyncGenerator[AskEvent, None]:
         """Events of asking the route's ``escalate_to`` model; ends with Done when it
@@ -467,7 +810,7 @@ class Asker:
         for cand in cands:
             served: Served | None = None
             try:
-                async with aclosing(self._attempt(run, cand)) as pieces:
+                async with aclosing(self._single(run, cand)) as pieces:
                     async for piece in pieces:
                         if isinstance(piece, Served):
                             served = piece
@@ -486,6 +829,26 @@ class Asker:
             res = self._result(run, served, restarted=False)
             yield Done(replace(res, escalated=True, outcome="escalated", route=wc.route))
             return
+
+    async def _single(self, run: _Run, cand: Candidate
+                      ) -> AsyncGenerator[Started | Text | Served, None]:
+        """One candidate, not hedged: Started, its Text, its Served. Raises _MidStream
+        after text, BackendError before."""
+        leg = self._start_leg(run, cand)
+        yield Started(cand, run.classification, run.route)
+        run.current, run.parts = cand, leg.parts
+        try:
+            while True:
+                piece = await leg.queue.get()
+                if isinstance(piece, _Failed):
+                    raise piece.error
+                yield piece
+                if isinstance(piece, Served):
+                    return
+        finally:
+            if leg in run.legs:
+                run.legs.remove(leg)
+            leg.stop()
 
     def _failed(self, cand: Candidate, exc: BackendError, dead: set[tuple[str, str]]) -> None:
         log.info("%s failed: %s", cand.label, exc)
@@ -511,75 +874,30 @@ class Asker:
                 images = (base64.b64encode(req.image).decode("ascii"),)
         return [*req.messages, ChatMessage("user", text, images)]
 
-    async def _attempt(self, run: _Run, cand: Candidate
-                       ) -> AsyncGenerator[Started | Text | Served, None]:
-        """One candidate: Started, its Text pieces, then its Served answer. Raises
-        _MidStream after text, BackendError before."""
-        backend = self.connector(cand)
-        run.current, run.parts = cand, []
-        parts = run.parts
-        yield Started(cand, run.classification, run.route)
-        start = self.clock()
-        first = 0.0
-        pt = ct = 0
-        reason = ""
-        own = cand.peer.is_self
-        if own:
-            self.in_flight[cand.server.id] = self.in_flight.get(cand.server.id, 0) + 1
-        try:
-            # every backend's chat is an async generator: closing it closes the HTTP
-            # stream, so the server stops generating
-            chunks = cast(AsyncGenerator[ChatChunk, None],
-                          backend.chat(cand.model, self._messages(cand, run.req),
-                                       run.req.options))
-            async with aclosing(chunks):
-                async for chunk in chunks:
-                    if chunk.text:
-                        if not parts:
-                            first = self.clock()
-                        parts.append(chunk.text)
-                        yield Text(chunk.text)
-                    if chunk.done:
-                        pt = chunk.prompt_tokens or 0
-                        ct = chunk.completion_tokens or 0
-                        reason = chunk.done_reason
-        except BackendError as exc:
-            if parts:
-                raise _MidStream(exc, "".join(parts)) from exc
-            raise
-        finally:
-            if own:
-                self.in_flight[cand.server.id] = max(0, self.in_flight.get(cand.server.id, 1) - 1)
-        end = self.clock()
-        run.current = None
-        if not first:
-            first = end
-        text = "".join(parts)
-        if not ct and text:
-            ct = _rough_tokens(text)
-        self.speeds.record(cand.key, first - start, ct, end - start)
-        yield Served(cand, text, first - start, end - start, pt, ct, reason or "stop")
-
     def _result(self, run: _Run, served: Served, restarted: bool | None = None) -> AskResult:
         cand = served.candidate
         restarted = run.restarted if restarted is None else restarted
-        outcome = "restarted" if restarted else ("fallback" if run.attempts or cand.fallback
-                                                 else "ok")
+        outcome = "restarted" if restarted or run.continued else (
+            "fallback" if run.attempts or cand.fallback else "ok")
         # the served ttft and duration are this attempt's (the speed table wants those); the
         # record wants what the user waited, from the request's start, like its duration: a
         # first choice that hung for a minute before the fallover is part of the wait
         now = self.clock()
         c = run.classification
+        ttft = max(0.0, now - run.t0 - (served.duration - served.ttft))
+        if run.continued and run.first_text is not None:
+            ttft = run.first_text - run.t0  # the user saw the answer start on the first leg
         return AskResult(
-            answer=served.text, route=cand.route, node=cand.peer.name, server=cand.server.id,
+            answer=run.prefix + served.text if run.continued else served.text,
+            route=cand.route, node=cand.peer.name, server=cand.server.id,
             model=cand.model, attempts=tuple(run.attempts), prompt_tokens=served.prompt_tokens,
             completion_tokens=served.completion_tokens,
-            ttft=max(0.0, now - run.t0 - (served.duration - served.ttft)),
-            duration=now - run.t0, outcome=outcome,
+            ttft=ttft, duration=now - run.t0, outcome=outcome,
             image_dropped=run.req.image is not None and cand.drop_image, restarted=restarted,
             confidence=c.confidence, reasons=tuple(c.reasons) + (cand.reason,),
             finish_reason=served.finish_reason, classified_route=run.route,
-            cost_usd=_cost(cand.server, served.prompt_tokens, served.completion_tokens))
+            cost_usd=_cost(cand.server, served.prompt_tokens, served.completion_tokens),
+            hedged=run.hedged, continued=run.continued)
 
     def _ended(self, run: _Run, outcome: str, route: str) -> AskResult:
         """The record of a request that got no answer."""
@@ -616,5 +934,6 @@ class Asker:
             fallbacks=tuple(a.as_dict() for a in result.attempts), source=req.source,
             confidence=round(result.confidence, 3), cost_usd=round(result.cost_usd, 6),
             prompt=req.prompt if self.config.usage.log_prompts else None,
-            classified_route=result.classified_route, finish_reason=result.finish_reason)
+            classified_route=result.classified_route, finish_reason=result.finish_reason,
+            hedged=result.hedged, continued=result.continued)
         self.usage_log.append(rec)

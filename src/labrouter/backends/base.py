@@ -33,7 +33,11 @@ class ChatOptions:
 
 @dataclass(frozen=True)
 class ChatChunk:
-    """A piece of a streamed answer. The last one has done=True and the token counts."""
+    """A piece of a streamed answer. The last one has done=True and the token counts.
+
+    A chunk with no text that is not done says the server is alive but thinking
+    (reasoning tokens, which are not answer text): deadlines count it as a token.
+    """
 
     text: str = ""
     done: bool = False

@@ -140,6 +140,8 @@ class OllamaBackend:
                     return
                 if text:
                     yield ChatChunk(text=text)
+                elif message.get("thinking"):
+                    yield ChatChunk()  # alive, thinking: the caller's deadlines see it
             raise ServerFailure(
                 f"{self.name} ended {what} before the answer was complete (no done message)",
                 hint="The server may have crashed or restarted; try again, or check its log.",

@@ -146,6 +146,8 @@ class OpenAIBackend:
                     got_token(dl)
                 if text:
                     yield ChatChunk(text=text)
+                elif thinking:
+                    yield ChatChunk()  # alive, thinking: the caller's deadlines see it
             if data_lines and "".join(data_lines).strip() == "[DONE]":
                 yield self._done(usage, finish)
                 return

@@ -305,6 +305,11 @@ class AnswerPrinter:
 
     def _fell_over(self, event: FellOver) -> None:
         a = event.attempt
+        if event.continued:
+            # the next model goes on from the words on screen: no break in the text
+            self._say(f"{a.label} stopped mid-answer ({a.error}); the next model continues "
+                      "the answer")
+            return
         if event.partial and self.streaming:
             sys.stdout.write("\n")  # the dropped text stays on screen; the new one below it
         if a.mid_stream:

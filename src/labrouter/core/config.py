@@ -93,6 +93,21 @@ class TimeoutConfig:
 
 
 @dataclass(frozen=True)
+class RoutingConfig:
+    #: learn first-token and between-token deadlines from each server's own answers
+    #: (the [timeouts] become ceilings); off: the [timeouts] alone
+    adaptive_deadlines: bool = True
+    #: when the first choice has no token by its usual time, ask the next one in parallel
+    #: and keep whichever answers first (at most one hedge per request)
+    hedge: bool = True
+    #: seconds before hedging; 0: learned (1.5x the server's p95 time to first token)
+    hedge_after: float = 0.0
+    #: a stream that stalls mid-answer is continued by the next model from the words
+    #: already sent; off: the next model starts the answer over
+    continue_stalled: bool = True
+
+
+@dataclass(frozen=True)
 class BudgetConfig:
     daily_usd: float = 0.0  # 0: cloud servers are never used
 
@@ -175,6 +190,7 @@ class Config:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     timeouts: TimeoutConfig = field(default_factory=TimeoutConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     hotkey: HotkeyConfig = field(default_factory=HotkeyConfig)
     desktop: DesktopConfig = field(default_factory=DesktopConfig)
@@ -200,7 +216,8 @@ _POSITIVE = {("cluster", "interval"), ("timeouts", "connect"), ("timeouts", "fir
              ("timeouts", "gap"), ("timeouts", "total"), ("usage", "retention_days"),
              ("relay", "max_concurrent_per_model")}
 _PORTS = {("cluster", "port"), ("relay", "port"), ("api", "port")}
-_NON_NEGATIVE = {("servers", "cost_input_per_1k"), ("servers", "cost_output_per_1k"),
+_NON_NEGATIVE = {("routing", "hedge_after"), ("servers", "cost_input_per_1k"),
+                 ("servers", "cost_output_per_1k"),
                  ("budget", "daily_usd")}
 _URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 _ROUTE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -358,6 +375,7 @@ def build_config(data: Mapping[str, Any], source: str = "", text: str = "",
     b = _Builder(source, text)
     simple: dict[str, type] = {
         "node": NodeConfig, "cluster": ClusterConfig, "timeouts": TimeoutConfig,
+        "routing": RoutingConfig,
         "budget": BudgetConfig, "hotkey": HotkeyConfig, "desktop": DesktopConfig,
         "usage": UsageConfig, "relay": RelayConfig, "api": ApiConfig,
     }
@@ -531,6 +549,7 @@ def config_as_toml(cfg: Config) -> str:
             out.append(f"[classifier.keywords.{route}]")
             out.extend(f"{val(w)} = {wt!r}" for w, wt in words.items())
             out.append("")
-    for name in ("cluster", "timeouts", "budget", "hotkey", "desktop", "usage", "relay", "api"):
+    for name in ("cluster", "timeouts", "routing", "budget", "hotkey", "desktop", "usage",
+                 "relay", "api"):
         emit(f"[{name}]", getattr(cfg, name))
     return "\n".join(out)

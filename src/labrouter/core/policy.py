@@ -166,6 +166,14 @@ class SpeedBook:
         if max_gap is not None:
             _keep(old.gaps, max_gap)
 
+    def record_first_token(self, key: str, ttft: float, loaded: bool) -> None:
+        """A time to first token on its own, when it came (the answer may still be cut
+        off, or be a hedge's loser stopped right after its first token)."""
+        s = self.speeds.get(key)
+        if s is None:
+            s = self.speeds[key] = Speed(ttft=ttft, tps=0.0, n=0)
+        _keep(s.warm if loaded else s.cold, ttft)
+
     def record_gaps(self, key: str, max_gap: float) -> None:
         """The longest gap of an answer that did not finish (cut off, stalled later): the
         gaps it showed before are still what the server does."""

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from ... import __version__
-from ...ask import AskEvent, AskRequest, AskResult, Done, Started, Text
+from ...ask import AskEvent, AskRequest, AskResult, Done, FellOver, Started, Text
 from ...core.config import Config
 from ...core.errors import AllFailed, LabrouterError, NoCandidate
 from ...core.peers import ModelInfo, Peer
@@ -72,6 +72,8 @@ class Exchange:
             elif isinstance(event, Text):
                 self.sent_text = True
                 yield event.text
+            elif isinstance(event, FellOver) and event.continued:
+                self.sent_text = False  # the next model continues the text sent: no note
             elif isinstance(event, Done):
                 self.result = event.result
 
