@@ -14,7 +14,7 @@ import pytest
 
 from labrouter.app.frontdoor import FrontDoor, FrontDoorSite
 from labrouter.ask import Asker, AskEvent, AskRequest, Text
-from labrouter.core.config import Config
+from labrouter.core.config import Config, RoutingConfig
 from labrouter.core.errors import NoCandidate
 from labrouter.core.peers import ModelInfo, Peer, ServerState
 from tests.fakes.ollama_server import FakeOllama
@@ -28,14 +28,15 @@ async def _door(asker: Any, peers: Callable[[], list[Peer]]) -> tuple[FrontDoorS
     return site, f"http://127.0.0.1:{port}"
 
 
-async def test_a_restart_mid_answer_is_marked_in_the_stream() -> None:
+@pytest.mark.parametrize("continued", [False, True])
+async def test_a_restart_mid_answer_is_marked_in_the_stream(continued: bool) -> None:
     async with FakeOllama(models=[MODEL], name="one") as one, \
             FakeOllama(models=[MODEL], name="two", loaded=[]) as two:
         one.set_fault("error_mid", MODEL, times=1)
         peers = [Peer(node_id="me", name="me", is_self=True, servers=(
             ServerState(id="one", url=one.url, models=(ModelInfo(MODEL),), loaded=(MODEL,)),
             ServerState(id="two", url=two.url, models=(ModelInfo(MODEL),))))]
-        asker = Asker(Config(), lambda: peers)
+        asker = Asker(Config(routing=RoutingConfig(continue_stalled=continued)), lambda: peers)
         site, url = await _door(asker, lambda: peers)
         try:
             client = ollama.AsyncClient(host=url)
@@ -44,8 +45,13 @@ async def test_a_restart_mid_answer_is_marked_in_the_stream() -> None:
         finally:
             await site.stop()
             await asker.connector.aclose()  # type: ignore[attr-defined]
-    assert "[labrouter: the answer continues from" in text
     assert text.endswith(two.answer_for(MODEL))
+    if continued:  # the next model goes on from the words sent: one answer, no note
+        assert "[labrouter:" not in text
+        partial = " ".join(one.answer_for(MODEL).split(" ")[:3])  # the 3 words before it broke
+        assert text == partial + two.answer_for(MODEL)
+    else:
+        assert "[labrouter: the answer continues from" in text
 
 
 class HangingAsker:
