@@ -618,6 +618,7 @@ class Asker:
             if run.first_text is None and isinstance(piece, Text):
                 run.first_text = self.clock()
             yield leg
+            held: Text | Served | _Failed | None = None
             while True:
                 if isinstance(piece, Text):
                     yield piece
@@ -626,7 +627,21 @@ class Asker:
                     return
                 elif isinstance(piece, _Failed):
                     raise piece.error
+                if held is not None:
+                    piece, held = held, None
+                    continue
                 piece = await leg.queue.get()
+                if isinstance(piece, Text) and not leg.queue.empty():
+                    # what came while the caller was busy goes out as one piece: one write
+                    # to the client per pass instead of one per token
+                    texts = [piece.text]
+                    while not leg.queue.empty():
+                        more = leg.queue.get_nowait()
+                        if not isinstance(more, Text):
+                            held = more
+                            break
+                        texts.append(more.text)
+                    piece = Text("".join(texts))
         finally:
             for fut in getters:
                 fut.cancel()
