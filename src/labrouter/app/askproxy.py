@@ -116,7 +116,8 @@ def event_to_json(event: AskEvent) -> Json:
                                    "confidence": k.confidence, "reasons": list(k.reasons),
                                    "runner_up": k.runner_up, "has_image": k.has_image}}
     if isinstance(event, FellOver):
-        return {"type": "fell_over", "attempt": asdict(event.attempt), "partial": event.partial}
+        return {"type": "fell_over", "attempt": asdict(event.attempt), "partial": event.partial,
+                "continued": event.continued}
     return {"type": "done", "result": result_to_json(event.result)}
 
 
@@ -152,7 +153,8 @@ def event_from_json(d: Json) -> AskEvent:
                              has_image=bool(k.get("has_image")))
         return Started(cand, cls, str(d["route"]))
     if kind == "fell_over":
-        return FellOver(Attempt(**d["attempt"]), str(d["partial"]))
+        return FellOver(Attempt(**d["attempt"]), str(d["partial"]),
+                        bool(d.get("continued", False)))
     if kind == "done":
         return Done(result_from_json(d["result"]))
     raise ValueError(f"unknown event {kind!r}")

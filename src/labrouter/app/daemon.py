@@ -417,8 +417,10 @@ class Daemon:
 
     async def _poll_servers(self) -> bool:
         new = await self.monitor.poll()
-        key = [(s.id, s.up, s.loaded, tuple(m.name for m in s.models)) for s in new]
-        old = [(s.id, s.up, s.loaded, tuple(m.name for m in s.models)) for s in self.servers]
+        key = [(s.id, s.up, s.loaded, s.degraded, tuple(m.name for m in s.models))
+               for s in new]
+        old = [(s.id, s.up, s.loaded, s.degraded, tuple(m.name for m in s.models))
+               for s in self.servers]
         self.servers = list(new)
         if key != old:
             self._announce_now()

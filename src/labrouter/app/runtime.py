@@ -28,6 +28,7 @@ from ..ask import Asker, DirectConnector
 from ..cluster.keys import load_keyring
 from ..cluster.monitor import Monitor
 from ..core.errors import BackendError, KeyringError
+from ..core.health import FaultBook
 from ..core.policy import Candidate
 from ..core.usage import UsageRecord
 from ..relay.client import KeySource, RelayConnector
@@ -79,11 +80,14 @@ def build_runtime(ctx: Context, *, monitor: Monitor | None = None,
 
     connector = RelayConnector(active_key, config.timeouts, DirectConnector(config))
     speeds = load_speeds(paths.speeds_file)
+    # faults the Asker remembers are announced (degraded) and probed by the monitor
+    faults = FaultBook()
+    daemon.monitor.attach_faults(faults, daemon.node_id, clock)
     asker = Asker(config, daemon.snapshot, speeds=speeds,
                   usage_log=UsageLog(paths.data_dir, config.usage.retention_days),
                   connector=connector, on_server_failed=server_failed,
                   suspect=daemon.suspect_servers, in_flight=daemon.in_flight,
-                  clock=clock, wall=wall)
+                  clock=clock, wall=wall, faults=faults)
     router = RouterService(speeds, paths.speeds_file, connector)
     relay = RelayService(config, paths.tls_dir,
                          keys=lambda: list(daemon.keyring.keys.values()),

@@ -423,6 +423,8 @@ def announce_body(peer: Peer, interval: float, state_version: int, full: bool,
         d: dict[str, Any] = {"i": s.id[:32], "k": s.kind[:8], "u": int(s.up)}
         if s.loaded:
             d["l"] = [x[:MAX_NAME] for x in s.loaded[:MAX_LOADED]]
+        if s.degraded:
+            d["dg"] = [x[:MAX_NAME] for x in s.degraded[:MAX_LOADED]]
         if s.in_flight:
             d["q"] = s.in_flight
         if s.error and not s.up:
@@ -444,9 +446,10 @@ def announce_body(peer: Peer, interval: float, state_version: int, full: bool,
         longest = max(servers, key=lambda d: len(d.get("m", ())), default=None)
         if longest is None or not longest.get("m"):
             # still too big without models: drop loaded lists, then whole servers
-            if any(d.get("l") for d in servers):
+            if any(d.get("l") or d.get("dg") for d in servers):
                 for d in servers:
                     d.pop("l", None)
+                    d.pop("dg", None)
             elif servers:
                 servers.pop()
             else:
@@ -496,6 +499,7 @@ def parse_announce(body: Mapping[str, Any], flags: int) -> Announcement:
         if not isinstance(d, dict) or not _s(d.get("i"), 32):
             continue
         loaded = d.get("l")
+        degraded = d.get("dg")
         models = d.get("m")
         ms = tuple(m for m in (_model_in(x) for x in
                                (models[:MAX_MODELS] if isinstance(models, list) else ()))
@@ -511,6 +515,8 @@ def parse_announce(body: Mapping[str, Any], flags: int) -> Announcement:
             cost_output_per_1k=_f(d.get("co"), 0.0, 1e6),
             models_truncated=bool(d.get("t")),
             error=_s(d.get("e"), 80),
+            degraded=tuple(_s(x) for x in (degraded[:MAX_LOADED] if isinstance(degraded, list)
+                                            else ()) if isinstance(x, str) and x),
         ))
     pu = body.get("pu")
     return Announcement(

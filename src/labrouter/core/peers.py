@@ -69,6 +69,9 @@ class ServerState:
     models_truncated: bool = False  # the announcement could not carry every model
     api_key_env: str = ""  # only for this node's own servers; never announced
     error: str = ""  # why it is down, when it is
+    #: models its own node saw miss a deadline or break off an answer lately, and whose
+    #: probe has not passed yet: other nodes try them last (``core.health``)
+    degraded: tuple[str, ...] = ()
 
     @property
     def is_cloud(self) -> bool:
@@ -244,6 +247,7 @@ def _server_from_dict(d: dict[str, Any]) -> ServerState:
                                       if k in {f.name for f in fields(ModelInfo)}})
                          for m in d.get("models", ()))
     kw["loaded"] = tuple(d.get("loaded", ()))
+    kw["degraded"] = tuple(d.get("degraded", ()))
     return ServerState(**kw)
 
 

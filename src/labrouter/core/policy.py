@@ -357,6 +357,8 @@ def choose(classification: Classification, peers: Sequence[Peer], config: Config
     suspect = set(suspect)
     options = _options(peers, config, route_name, spent_today, suspect, notes, node)
     demoted = set(demoted)
+    # what the servers' own nodes announce as degraded is tried last here too
+    demoted.update((p.node_id, s.id, m) for p in peers for s in p.servers for m in s.degraded)
 
     out: list[Candidate] = []
     seen: set[tuple[str, str, str]] = set()
