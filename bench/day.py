@@ -16,6 +16,12 @@ Three ways of routing, each run on fresh servers:
 Then the same with the gpu unreachable: its address is a black hole (connections are
 accepted and never answered), which costs the article's router its 2 s timeout each
 time; labrouter's table has it down (gossip marks a silent node down in a few seconds).
+Then with the gpu hung: it is up and lists its models (its health check passes, it stays
+in every table) but no generation request ever gets a token; labrouter has to find out
+from its deadlines and hedges.
+
+labrouter's hedges are counted (target: fewer than 5 per 100 requests on a healthy day);
+its learned deadlines' floors are divided by the time scale like every other duration.
 
 Every duration is divided by --scale while running (default 20) and multiplied back in
 the figures, so the benchmark takes about a minute; HTTP overhead is scaled up with them,
@@ -47,6 +53,7 @@ from labrouter.core.classify import baseline_route  # noqa: E402
 from labrouter.core.config import ServerConfig, TimeoutConfig, parse_config  # noqa: E402
 from labrouter.core.errors import BackendError  # noqa: E402
 from labrouter.core.peers import NodeState, Peer  # noqa: E402
+from labrouter.core.policy import DeadlineRule  # noqa: E402
 from tests.fakes import FakeModel  # noqa: E402
 from tests.fakes.ollama_server import FakeOllama  # noqa: E402
 
@@ -115,6 +122,7 @@ class Figures:
     answered: int = 0
     failed: int = 0
     by_model: dict[str, int] | None = None
+    hedges: int = 0
 
 
 async def chat(url: str, model: str, prompt: str, timeouts: TimeoutConfig) -> None:
@@ -180,8 +188,20 @@ async def run_article(prompts: list[dict[str, object]], urls: dict[str, str],
     return f
 
 
+def scaled_rule(scale: float) -> DeadlineRule:
+    """The default deadline rule with every duration divided by the time scale."""
+    r = DeadlineRule()
+    return DeadlineRule(
+        min_samples=r.min_samples, margin=r.margin, first_pad=r.first_pad / scale,
+        first_floor=r.first_floor / scale, cold_floor=r.cold_floor / scale,
+        gap_pad=r.gap_pad / scale, gap_floor=r.gap_floor / scale,
+        unlearned_first=r.unlearned_first / scale, unlearned_gap=r.unlearned_gap / scale,
+        per_prompt_token=r.per_prompt_token / scale, hedge_factor=r.hedge_factor,
+        hedge_floor=r.hedge_floor / scale, unlearned_hedge=r.unlearned_hedge / scale)
+
+
 async def run_labrouter(prompts: list[dict[str, object]], urls: dict[str, str],
-                        timeouts: TimeoutConfig, gpu_down: bool) -> Figures:
+                        timeouts: TimeoutConfig, gpu_down: bool, scale: float) -> Figures:
     text = ""
     for name, url in urls.items():
         text += f'[[servers]]\nurl = "{url}"\nname = "{name}"\n'
@@ -206,7 +226,7 @@ models = ["granite3.2-vision:2b", "minicpm-v"]
              for s in states]
     if gpu_down:
         peers.append(Peer(node_id="gpu", name="gpu", state=NodeState.DOWN))
-    asker = Asker(cfg, lambda: peers)
+    asker = Asker(cfg, lambda: peers, deadline_rule=scaled_rule(scale))
     f = Figures(by_model={})
     for p in prompts:
         image = b"\x89PNG fake" if p.get("image") else None
@@ -214,21 +234,27 @@ models = ["granite3.2-vision:2b", "minicpm-v"]
             r = await asker.ask(AskRequest(str(p["prompt"]), image=image, source="bench"))
             f.answered += 1
             f.by_model[r.model] = f.by_model.get(r.model, 0) + 1
+            f.hedges += r.hedged
         except BackendError:
             f.failed += 1
         except Exception as exc:  # noqa: BLE001 - a failed request is a figure, not a crash
             print(f"  request failed: {exc}", file=sys.stderr)
             f.failed += 1
+    await asker.aclose()
     await asker.connector.aclose()  # type: ignore[attr-defined]
     return f
 
 
 async def scenario(name: str, prompts: list[dict[str, object]], scale: float,
-                   gpu_down: bool) -> Figures:
+                   gpu: str) -> Figures:
     servers = machines(scale)
+    gpu_down = gpu == "down"
     hole = BlackHole() if gpu_down else None
     for s in servers.values():
         await s.start()
+    if gpu == "hung":
+        for m in servers["gpu"].models:
+            servers["gpu"].set_fault("hang", m)
     urls = {k: s.url for k, s in servers.items()}
     if hole is not None:
         urls["gpu"] = hole.url
@@ -240,7 +266,7 @@ async def scenario(name: str, prompts: list[dict[str, object]], scale: float,
     elif name == "b":
         f = await run_article(prompts, urls, timeouts, scale)
     else:
-        f = await run_labrouter(prompts, urls, timeouts, gpu_down)
+        f = await run_labrouter(prompts, urls, timeouts, gpu_down, scale)
     f.wall = (time.monotonic() - t0) * scale
     f.gpu_busy = servers["gpu"].busy_time * scale
     for s in servers.values():
@@ -259,13 +285,15 @@ def main() -> int:
     print(f"typical day: {len(prompts)} requests {DAY}, time scale 1/{args.scale:g}\n")
     names = {"a": "(a) biggest model for all", "b": "(b) article keyword router",
              "c": "(c) labrouter"}
-    for gpu_down in (False, True):
-        title = "gpu box unreachable" if gpu_down else "all machines up"
+    titles = {"up": "all machines up", "down": "gpu box unreachable",
+              "hung": "gpu box hung (up, lists its models, never sends a token)"}
+    for gpu in ("up", "down", "hung"):
+        title = titles[gpu]
         print(f"== {title}")
         print(f"{'':30} {'wall s':>8} {'gpu busy s':>11} {'answered':>9}  models used")
         res: dict[str, Figures] = {}
         for key in ("a", "b", "c"):
-            f = asyncio.run(scenario(key, prompts, args.scale, gpu_down))
+            f = asyncio.run(scenario(key, prompts, args.scale, gpu))
             res[key] = f
             used = ", ".join(f"{m} x{n}" for m, n in sorted((f.by_model or {}).items(),
                                                             key=lambda kv: -kv[1]))
@@ -277,6 +305,9 @@ def main() -> int:
               f", c/a gpu busy {c.gpu_busy / a.gpu_busy:.3f}" if a.gpu_busy else "",
               f", c/b gpu busy {c.gpu_busy / b.gpu_busy:.3f}" if b.gpu_busy else "",
               sep="")
+        print(f"labrouter hedges: {c.hedges} in {c.answered} answers "
+              f"({100 * c.hedges / max(c.answered, 1):.1f} per 100 requests"
+              + ("; target < 5 on a healthy day)" if gpu == "up" else ")"))
         print()
     return 0
 

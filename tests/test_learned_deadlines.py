@@ -35,8 +35,8 @@ def test_percentile_by_nearest_rank() -> None:
     ([0.3] * 10, True, 2.0, 0.5, True),
     # a slower loaded model: p95 1.0 s -> 1.0 * 3 + 1 = 4 s, hedge after 1.5 s
     ([0.5] * 9 + [1.0] * 3, True, 4.0, 1.5, True),
-    # too few samples: defaults for a loaded model
-    ([0.3] * 2, True, 15.0, 3.0, False),
+    # too few samples: the ceiling for a loaded model, but a hedge after 3 s
+    ([0.3] * 2, True, 60.0, 3.0, False),
     # cold, never measured cold: the configured ceiling, no hedge
     ([0.3] * 10, False, 60.0, None, False),
     # learned far above the ceiling: the ceiling wins
@@ -76,7 +76,7 @@ def test_a_long_prompt_gets_its_prefill_time() -> None:
     ([0.01] * 10, 1.5),  # a fast server: the floor
     ([0.5] * 10, 2.0),  # slow but steady: 0.5 * 3 + 0.5, never abandoned at its pace
     ([20.0] * 10, 30.0),  # the ceiling
-    ([0.01] * 3, 10.0),  # not measured yet
+    ([0.01] * 3, 30.0),  # not measured yet: the ceiling
 ])
 def test_gap_deadline(gaps: list[float], gap: float) -> None:
     assert book_with(warm=[0.1], gaps=gaps).deadlines(

@@ -10,11 +10,20 @@ cancelling the task that iterates) closes the stream to the server, so the serve
 generating, and the request is logged as cancelled.
 
 Fallover rules: a failure before the first token moves on to the next candidate with
-nothing shown; a failure mid-stream asks the next candidate again and marks the result
-``restarted``; a very short, empty or confused answer from a cheap model is retried once
-on the route's ``escalate_to`` model when one is configured. A server that looks down
-(refused, timed out) is reported at once (passive health) and its other models are
-skipped for this request.
+nothing shown; a failure mid-stream asks the next candidate to continue the answer from
+the words already sent (``continued``; with ``[routing] continue_stalled = false`` it
+starts over, ``restarted``); a very short, empty or confused answer from a cheap model is
+retried once on the route's ``escalate_to`` model when one is configured. A server that
+looks down (refused, timed out) is reported at once (passive health) and its other models
+are skipped for this request.
+
+Deadlines and hedging: each candidate streams in a task of its own (``_Leg``) under the
+first-token and gap deadlines its speed samples give (``SpeedBook.deadlines``; the
+configured timeouts are ceilings). When the first candidate has no token by its hedge
+time, the next candidate on another server is started in parallel; the first to send a
+token wins and the other is stopped (closing its stream stops its server). A first choice
+that lost a hedge is watched until its own deadline so that a hung server is remembered
+(``core.health.FaultBook``: tried last, with a growing back-off) and a slow one measured.
 
 Must not import desktop packages or ``app/``; the usage log and the connector are given.
 """
@@ -35,7 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .backends.base import Backend, ChatChunk, ChatMessage, ChatOptions
 from .core.classify import Classification, Classifier
 from .core.config import Config
-from .core.errors import AllFailed, BackendError, BackendTimeout, NoCandidate
+from .core.errors import AllFailed, BackendError, BackendTimeout, DeadlineMissed, NoCandidate
 from .core.health import FaultBook
 from .core.peers import Peer, ServerState
 from .core.policy import (
@@ -786,13 +795,16 @@ class Asker:
         put(Served(cand, text, first - start, end - start, pt, ct, reason or "stop"))
 
     def _missed(self, cand: Candidate, dl: Deadlines, mid: bool) -> BackendTimeout:
+        # only a deadline learned from the model's answers says "this model": the configured
+        # ceilings keep meaning what they meant (the server looks down)
+        kind = DeadlineMissed if dl.learned else BackendTimeout
         if mid:
-            return BackendTimeout(
+            return kind(
                 f"{cand.label} went silent for {dl.gap:.1f} s in the middle of the answer "
                 f"({'learned from its answers' if dl.learned else 'its usual pace unknown'})",
                 hint="The answer goes on from another model; `labrouter nodes` shows "
                      "the servers.")
-        return BackendTimeout(
+        return kind(
             f"{cand.label} sent no token within {dl.first_token:.1f} s ({dl.why})",
             hint="It is tried last for a while and probed in the background; raise "
                  "timeouts.first_token or set routing.adaptive_deadlines = false if it is "

@@ -21,6 +21,7 @@ Must not import anything but the standard library.
     └── BackendError                one inference server failed one request
         ├── Unreachable             connection refused, DNS, TLS: the server is down
         ├── BackendTimeout          connect, first token, gap or total timeout
+        │   └── DeadlineMissed      slower than this model has ever been (learned deadline)
         ├── ModelNotFound           the server does not have the model (HTTP 404)
         ├── Refused                 the server is up but will not serve now (429, 503, paused)
         ├── ServerFailure           HTTP 5xx or an error body from the server
@@ -113,6 +114,13 @@ class BackendTimeout(BackendError):
     """A connect, first-token, between-token or total timeout."""
 
     server_down = True
+
+
+class DeadlineMissed(BackendTimeout):
+    """No token (or a silence mid-answer) past the deadline learned from this model's own
+    answers: this model is hung or stalled; its server's other models may well be fine."""
+
+    server_down = False
 
 
 class ModelNotFound(BackendError):

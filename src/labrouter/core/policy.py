@@ -100,7 +100,8 @@ class DeadlineRule:
 
     A learned deadline is ``p95 * margin + pad``, never under ``floor`` and never over the
     configured timeout (the ceiling). With fewer than ``min_samples`` samples nothing is
-    learned yet: a loaded model gets ``unlearned_*``, a cold one the ceiling.
+    learned yet: a loaded model gets ``unlearned_*`` (by default the ceilings too) and is
+    hedged after ``unlearned_hedge``, a cold one gets the ceiling and no hedge.
     """
 
     min_samples: int = 5
@@ -110,8 +111,10 @@ class DeadlineRule:
     cold_floor: float = 10.0  # a cold load is never cut off sooner than this
     gap_pad: float = 0.5
     gap_floor: float = 1.5
-    unlearned_first: float = 15.0
-    unlearned_gap: float = 10.0
+    #: while nothing is measured: the configured ceilings (a server never seen is given
+    #: what it was always given; the hedge, not the deadline, saves the wait)
+    unlearned_first: float = math.inf
+    unlearned_gap: float = math.inf
     #: extra first-token time per prompt token (prefill at a slow 500 tokens/s), so a long
     #: prompt is not taken for a hung server
     per_prompt_token: float = 1 / 500
