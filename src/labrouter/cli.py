@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 from .commands import COMMAND_MODULES
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _describe(sub: argparse._SubParsersAction) -> None:
+def _describe(sub: argparse._SubParsersAction[Any]) -> None:
     """`labrouter X --help` opens with X's one line from `labrouter --help` when X has no
     longer description of its own (argparse shows ``help=`` only in the parent's list)."""
     helps = {a.dest: a.help for a in sub._choices_actions}

@@ -45,7 +45,7 @@ class Check:
 
 
 def desktop_checks(ctx: Context, env: Mapping[str, str]) -> list[Check]:
-    from ..desktop.backends import display_reason, probe_all
+    from ..desktop.backends import BackendSpec, display_reason, probe_all
     from ..desktop.clipboard import clipboard_specs
     from ..desktop.hotkey import default_hotkey, hotkey_specs
     from ..desktop.keyboard import keyboard_specs
@@ -61,7 +61,8 @@ def desktop_checks(ctx: Context, env: Mapping[str, str]) -> list[Check]:
                       advisory=True)]
     checks.append(Check("display", True, _display_text(env)))
     combo = ctx.config.hotkey.ask or default_hotkey()
-    groups = (("tray", tray_specs(env), "without a tray the hotkey and notifications still "
+    groups: tuple[tuple[str, Sequence[BackendSpec[Any]], str], ...] = (
+              ("tray", tray_specs(env), "without a tray the hotkey and notifications still "
                "work"),
               ("hotkey", hotkey_specs(combo, env), "bind `labrouter ask --selection` to a "
                "desktop shortcut"),

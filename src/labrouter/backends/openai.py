@@ -248,7 +248,7 @@ class OpenAIBackend:
                                              api_key_env=self.api_key_env)
         expect(isinstance(data, dict) and isinstance(data.get("data"), list), self.name,
                "GET /models", "expected {'data': [...]}")
-        entries = data["data"]
+        entries: list[dict[str, Any]] = data["data"]
         for e in entries:
             expect(isinstance(e, dict) and isinstance(e.get("id"), str), self.name,
                    "GET /models", "a model without an id")

@@ -132,7 +132,7 @@ class UdpTransport(asyncio.DatagramProtocol):
                 host, port = parse_peer(text, self.opts.port)
                 infos = await loop.getaddrinfo(host, port, family=socket.AF_INET,
                                                type=socket.SOCK_DGRAM)
-                out.extend((i[4][0], i[4][1]) for i in infos[:1])
+                out.extend((str(i[4][0]), int(i[4][1])) for i in infos[:1])
             except (OSError, ValueError) as exc:
                 log.warning("cluster peer %r cannot be resolved: %s", text, exc)
         return out
@@ -148,7 +148,7 @@ class UdpTransport(asyncio.DatagramProtocol):
             if t is not None:
                 t.close()
 
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         src = (str(addr[0]), int(addr[1]))
         if not self.buckets.allow(src[0], self.clock()):
             self.stats.rate_limited += 1

@@ -386,7 +386,9 @@ def _model_in(v: Any) -> ModelInfo | None:
         return ModelInfo(name=_s(v)) if _s(v) else None
     if not isinstance(v, list) or not v or not isinstance(v[0], str) or not v[0]:
         return None
-    get = (lambda i: v[i] if len(v) > i else None)  # noqa: E731
+    def get(i: int) -> Any:
+        return v[i] if len(v) > i else None
+
     if not _s(v[0]):
         return None
     return ModelInfo(name=_s(v[0]), size=_i(get(1), 0, 2**62),

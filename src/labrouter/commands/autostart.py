@@ -11,13 +11,17 @@ import argparse
 import getpass
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from ..app.settings import Context
+
+if TYPE_CHECKING:  # the autostart package is imported by the handlers only
+    from ..autostart import Installation
 
 PLATFORMS = {"macos": "darwin", "windows": "win32", "linux": "linux"}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("autostart", help="start labrouter at login (enable, disable, status)")
     asub = p.add_subparsers(dest="autostart_command", metavar="ACTION", required=True)
     headless_help = ("the headless daemon (no tray, no hotkey); the default on Linux "
@@ -46,7 +50,7 @@ def _headless(args: argparse.Namespace, platform: str) -> bool:
     return platform not in ("darwin", "win32") and not has_display(os.environ)
 
 
-def _installation(args: argparse.Namespace, ctx: Context):  # -> Installation
+def _installation(args: argparse.Namespace, ctx: Context) -> Installation:
     from ..autostart import detect_installation
 
     return detect_installation(ctx.paths.log_dir, _headless(args, sys.platform))
@@ -125,7 +129,7 @@ def _status(args: argparse.Namespace, ctx: Context) -> int:
     return 0 if worst == 0 else (1 if worst == 1 else 3)
 
 
-def _placeholder(platform: str, headless: bool, ctx: Context):  # -> Installation
+def _placeholder(platform: str, headless: bool, ctx: Context) -> Installation:
     """Where installers/install.* put labrouter on another OS (for `show --platform`)."""
     from ..autostart import Installation
 

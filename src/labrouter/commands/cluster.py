@@ -17,7 +17,7 @@ from ..app.settings import Context
 from ..core.errors import KeyringError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i = sub.add_parser("init", help="create a cluster key on the first machine; prints a join code")
     i.add_argument("--force", action="store_true",
                    help="create a new active key even if this machine has one")

@@ -15,7 +15,7 @@ from typing import Any
 from ..app.settings import Context
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = sub.add_parser(
         "run", help="run the daemon in the foreground: gossip, server monitor, relay, the "
         "Ollama/OpenAI front door, and on a desktop the tray and the hotkey",

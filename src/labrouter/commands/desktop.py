@@ -13,7 +13,7 @@ import os
 from ..app.settings import Context
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     n = sub.add_parser("notify", help="show a desktop notification (--test: a test one)")
     n.add_argument("text", nargs="*", help="the body of the notification")
     n.add_argument("--test", action="store_true",

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..core.classify import Classifier
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = sub.add_parser("route", help="show how a prompt would be routed (nothing is sent)")
     r.add_argument("text", nargs="*", help="the prompt, or - to read it from stdin")
     r.add_argument("--json", action="store_true", help="print JSON")

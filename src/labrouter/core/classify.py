@@ -867,8 +867,8 @@ def _code_words(t: _Text, shape: float, ev: _Evidence) -> bool:
             ev.add(CODE, 2.5, f"asks for {noun} work")
             requested = True
             break
-    if shape >= 1 and (m := _word_search(_CODE_GIVEN, region)):
-        ev.add(CODE, 1.5, f"refers to the {m.group(1)}")
+    if shape >= 1 and (given := _word_search(_CODE_GIVEN, region)):
+        ev.add(CODE, 1.5, f"refers to the {given.group(1)}")
 
     # Languages: the unambiguous names by token; python, java, go, rust, c ... only next to
     # a code noun ("Python code", "a Java solution") or after "in"/"using" ("in Rust").
@@ -932,9 +932,9 @@ def _code_words(t: _Text, shape: float, ev: _Evidence) -> bool:
             if _word_search(_SHELL_FLAG[cmd], t.instr):
                 ev.add(CODE, 2.0, f"a {cmd} command")
                 break
-    if tokens & _FS_TRIGGERS and (m := _word_search(_FS_TASK, t.instr)):
-        end = t.instr.find("\n", m.end())
-        quals = _count(_FS_QUALIFIER, t.instr[m.start() : end if end > 0 else None], 4)
+    if tokens & _FS_TRIGGERS and (fs := _word_search(_FS_TASK, t.instr)):
+        end = t.instr.find("\n", fs.end())
+        quals = _count(_FS_QUALIFIER, t.instr[fs.start() : end if end > 0 else None], 4)
         if quals:
             ev.add(CODE, 2.0 + 0.5 * min(quals, 3), "a shell task on files")
         else:

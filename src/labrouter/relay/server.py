@@ -281,7 +281,7 @@ class Site:
     stops the model instead of letting it generate for nobody.
     """
 
-    def __init__(self, app: web.Application, host: str | list[str] | None, port: int,
+    def __init__(self, app: web.Application, host: str | None, port: int,
                  ssl_context: Any = None) -> None:
         self.app = app
         self.host = host  # None: every interface
@@ -311,7 +311,7 @@ class RelaySite(Site):
     """Runs a ``RelayServer`` on a TLS socket; ``host`` None listens where peers reach it."""
 
     def __init__(self, server: RelayServer, ssl_context: Any, port: int,
-                 host: str | list[str] | None = None) -> None:
+                 host: str | None = None) -> None:
         super().__init__(server.app(), host, port, ssl_context)
         self.server = server
 

@@ -200,7 +200,7 @@ class DesktopApp:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        loop = getattr(self.daemon, "loop", None)
+        loop = self.daemon.loop
         if loop is None:
             raise RuntimeError("the daemon's event loop is not running")
         return loop
