@@ -120,3 +120,13 @@ def test_import_linter_contracts_hold() -> None:
                           "lint_imports; sys.exit(lint_imports(no_cache=True, no_logo=True))"],
                          capture_output=True, text=True, cwd=root, env=env, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+
+
+@pytest.mark.skipif(os.environ.get("CI") == "true", reason=".ci/run runs mypy itself")
+def test_mypy_finds_no_errors() -> None:
+    # [tool.mypy] in pyproject.toml: strict for every package but desktop/
+    pytest.importorskip("mypy")
+    root = SRC.parents[1]
+    out = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental"],
+                         capture_output=True, text=True, cwd=root, timeout=600)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]

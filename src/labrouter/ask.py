@@ -522,11 +522,11 @@ class Asker:
                 if looks_weak(result.answer, run.req.prompt) and not run.continued:
                     better: AskResult | None = None
                     async with aclosing(self._escalate(run, served)) as events:
-                        async for event in events:
-                            if isinstance(event, Done):
-                                better = event.result
+                        async for step in events:
+                            if isinstance(step, Done):
+                                better = step.result
                             else:
-                                yield event
+                                yield step
                     if better is not None:
                         run.spent += _cost(served.candidate.server, served.prompt_tokens,
                                            served.completion_tokens)

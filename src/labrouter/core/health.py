@@ -38,7 +38,7 @@ class FaultBook:
         """Remember a fault; returns the seconds the pair is demoted for."""
         old = self.faults.get(key)
         count = old.count + 1 if old is not None else 1
-        backoff = min(self.max_backoff, self.base_backoff * 2 ** (count - 1))
+        backoff = min(self.max_backoff, self.base_backoff * 2.0 ** (count - 1))
         self.faults[key] = Fault(count, now + backoff, now, reason, now + self.probe_every)
         return backoff
 

@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -69,7 +69,7 @@ class StreamAsker(Protocol):
 
     def classify(self, req: AskRequest) -> Classification: ...
 
-    def stream(self, req: AskRequest) -> AsyncIterator[Any]: ...
+    def stream(self, req: AskRequest) -> AsyncGenerator[Any, None]: ...
 
 
 # ------------------------------------------------------------------ the child process
@@ -664,9 +664,9 @@ class AnswerWindows:
         while not session.marks.shown and not task.done():
             await asyncio.wait({task}, timeout=0.02)
         if task.done() and not session.marks.shown:
-            exc = task.exception()
-            self.reason = str(exc) if isinstance(exc, WindowUnavailable) else \
-                f"the answer window failed: {exc!r}"
+            err = task.exception()
+            self.reason = str(err) if isinstance(err, WindowUnavailable) else \
+                f"the answer window failed: {err!r}"
             self.active = None
             raise WindowUnavailable(self.reason)
         return session

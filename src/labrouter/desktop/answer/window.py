@@ -231,7 +231,8 @@ class AnswerWindow:
                             selectbackground="#cfe3fc", selectforeground=t.fg,
                             inactiveselectbackground="#cfe3fc", takefocus=0)
         self.bar = self._scrollbar(body)
-        self.text.configure(yscrollcommand=self._scrolled)
+        # Tk passes the fractions as strings; typeshed says floats
+        self.text.configure(yscrollcommand=self._scrolled)  # type: ignore[arg-type]
         self.text.pack(side="left", fill="both", expand=True)
         tag = self.text.tag_configure
         tag("code", font=self.f.mono, background=t.code_bg, foreground=t.code_fg,
@@ -268,7 +269,7 @@ class AnswerWindow:
         with contextlib.suppress(tk.TclError):
             style.theme_use("clam")
         t = self.t
-        style.layout("Answer.Vertical.TScrollbar", [(
+        style.layout("Answer.Vertical.TScrollbar", [(  # type: ignore[list-item]
             "Vertical.Scrollbar.trough", {"sticky": "ns", "children": [
                 ("Vertical.Scrollbar.thumb", {"expand": "1", "sticky": "nswe"})]})])
         style.configure("Answer.Vertical.TScrollbar", troughcolor=t.bg, background=t.line,
@@ -292,7 +293,7 @@ class AnswerWindow:
             root.wm_focusmodel("active")
         elif self.windowing == "aqua":
             with contextlib.suppress(tk.TclError):
-                root.tk.call("::tk::unsupported::MacWindowStyle", "style", root._w,
+                root.tk.call("::tk::unsupported::MacWindowStyle", "style", str(root),
                              "utility", "noActivates")
         elif self.windowing == "win32":
             self._win32_style(add=True)
