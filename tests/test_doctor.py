@@ -221,3 +221,19 @@ def test_doctor_warns_when_ollama_listens_on_every_interface(labrouter_home: Pat
     exposed = doctor.exposure_checks(ctx, {"OLLAMA_HOST": "0.0.0.0:11434"})
     assert exposed and not exposed[0].ok and exposed[0].advisory
     assert "0.0.0.0" in exposed[0].detail and "127.0.0.1" in exposed[0].fix
+
+
+def test_the_answer_window_check_says_where_answers_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    ctx = _ctx(())
+    ok = doctor.answer_window_check(ctx, {"DISPLAY": ":0"})
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    no_tk = doctor.answer_window_check(ctx, {"DISPLAY": ":0"})
+    assert ok.ok and "window" in ok.detail
+    assert not no_tk.ok and no_tk.advisory and "notifications" in no_tk.detail
+    assert "python3-tk" in no_tk.fix
+    off = doctor.answer_window_check(dataclasses.replace(ctx, config=dataclasses.replace(
+        ctx.config, desktop=dataclasses.replace(ctx.config.desktop, answer="notification"))),
+        {})
+    assert off.ok and "off" in off.detail

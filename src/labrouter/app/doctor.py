@@ -1,9 +1,10 @@
 """`labrouter doctor`: one line per check, OK or what is wrong and how to fix it.
 
 Owns the checks and their wording: display and tray, hotkey (and macOS permissions),
-clipboard, keyboard, notifications, each configured server, the local Ollama, the cluster
-key, the UDP port, and the reason every unavailable desktop backend gave. Probing desktop
-backends never builds them (no icon appears, no key is sent, no notification is shown);
+clipboard, keyboard, notifications, the answer window, each configured server, the local
+Ollama, the cluster key, the UDP port, and the reason every unavailable desktop backend
+gave. Probing desktop backends never builds them (no icon appears, no key is sent, no
+notification is shown);
 the servers are asked ``version()`` only, with a short timeout. Traffic goes only to the
 configured servers and the local Ollama.
 
@@ -97,6 +98,7 @@ def desktop_checks(ctx: Context, env: Mapping[str, str]) -> list[Check]:
     for name, prob in problems:
         if prob is not None:
             checks.append(Check(f"notify backend {name}", False, prob, advisory=True))
+    checks.append(answer_window_check(ctx, env))
     if sys.platform.startswith("linux") and (env.get("XDG_SESSION_TYPE") == "wayland"
                                              or env.get("WAYLAND_DISPLAY")):
         from ..desktop.hotkey import WAYLAND_HINT
@@ -104,6 +106,22 @@ def desktop_checks(ctx: Context, env: Mapping[str, str]) -> list[Check]:
         checks.append(Check("wayland", False, "Wayland session detected", WAYLAND_HINT,
                             advisory=True))
     return checks
+
+
+def answer_window_check(ctx: Context, env: Mapping[str, str]) -> Check:
+    """Whether answers can show in the answer window (``[desktop] answer``); where not,
+    they come as notifications, so this is a note rather than a failure."""
+    from ..desktop.answer.controller import window_problem
+
+    if ctx.config.desktop.answer != "window":
+        return Check("answer window", True, 'off ([desktop] answer = "notification"): '
+                     "answers come as notifications")
+    problem = window_problem(env)
+    if problem is None:
+        return Check("answer window", True, "Tk: answers stream into a window by the pointer")
+    return Check("answer window", False, f"{problem}; answers come as notifications",
+                 "install Tk for this Python (Debian/Ubuntu: apt install python3-tk)"
+                 if "Tk" in problem else "", advisory=True)
 
 
 def _display_text(env: Mapping[str, str]) -> str:
