@@ -41,7 +41,7 @@ from ..core.classify import Classification
 from ..core.errors import DaemonError, LabrouterError
 from ..core.peers import Peer, ServerState
 from ..core.policy import Candidate
-from .control import MAX_LINE, ControlClient, ControlServer, error_from_reply
+from .control import MAX_LINE, ControlClient, ControlServer, error_from_reply, token_line
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,9 @@ class DaemonAsker:
         except OSError as exc:
             raise ProxyUnavailable(f"the daemon did not answer ({exc})") from None
         try:
-            line = json.dumps({"token": self.client.token, "cmd": "ask",
-                               "request": request_to_json(req)}).encode() + b"\n"
+            line = token_line(self.client.token) + json.dumps(
+                {"token": self.client.token, "cmd": "ask",
+                 "request": request_to_json(req)}).encode() + b"\n"
             writer.write(line)
             await writer.drain()
             first = True

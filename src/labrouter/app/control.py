@@ -34,8 +34,12 @@ from .paths import Paths, write_private
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Any | Awaitable[Any]]
-#: a request line may carry a prompt with an image (``ask``), in base64
+#: a request line may carry a prompt with an image (``ask``), in base64; only a connection
+#: that has shown the token may send lines that long
 MAX_LINE = 32 * 1024 * 1024
+#: before the token is shown: any local user can connect, and must not make the daemon
+#: buffer 32 MiB for a line that is then refused
+MAX_LINE_UNAUTHENTICATED = 64 * 1024
 IDLE_TIMEOUT = 30.0  # seconds a connection may wait between requests
 
 
@@ -52,7 +56,7 @@ class ControlServer:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._client, "127.0.0.1", 0,
-                                                  limit=MAX_LINE)
+                                                  limit=MAX_LINE_UNAUTHENTICATED)
         self.port = self._server.sockets[0].getsockname()[1]
         write_private(self.paths.control_file, json.dumps(
             {"port": self.port, "token": self.token, "pid": os.getpid()}).encode())
@@ -73,16 +77,26 @@ class ControlServer:
             pass
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        authenticated = False
         try:
             while True:
+                limit = MAX_LINE if authenticated else MAX_LINE_UNAUTHENTICATED
                 try:
                     # an idle connection is closed: any local user can connect, and
                     # connections held open forever would use up the daemon's file handles
-                    line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT)
-                except (ValueError, asyncio.LimitOverrunError, TimeoutError):
+                    line = await asyncio.wait_for(read_line(reader, limit), IDLE_TIMEOUT)
+                except TimeoutError:
+                    break
+                except ValueError:
+                    writer.write(json.dumps({"ok": False, "error": "request too long"}).encode()
+                                 + b"\n")
+                    await writer.drain()
                     break
                 if not line:
                     break
+                if self._is_token_line(line):
+                    authenticated = True  # no answer: the request follows on this line's heels
+                    continue
                 reply = await self._dispatch(line)
                 if isinstance(reply, AsyncGenerator):
                     await self._stream(reply, reader, writer)
@@ -127,6 +141,18 @@ class ControlServer:
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await task
 
+    def _is_token_line(self, line: bytes) -> bool:
+        """True for ``{"token": ...}`` alone with the right token: it lets the connection
+        send long lines. A wrong token here is answered by _dispatch like any request."""
+        try:
+            req = json.loads(line)
+        except (ValueError, RecursionError):
+            return False
+        if not isinstance(req, dict) or set(req) != {"token"}:
+            return False
+        return hmac.compare_digest(str(req["token"]).encode("utf-8", "replace"),
+                                   self.token.encode())
+
     async def _dispatch(self, line: bytes) -> dict[str, Any] | AsyncGenerator[Any, None]:
         try:
             req = json.loads(line)
@@ -155,6 +181,34 @@ class ControlServer:
         except Exception as exc:  # noqa: BLE001 - the daemon keeps running
             log.exception("control command %s failed", cmd)
             return {"ok": False, "error": f"{cmd} failed: {exc}"}
+
+
+async def read_line(reader: asyncio.StreamReader, limit: int) -> bytes:
+    """One line of at most ``limit`` bytes (ValueError past it), or what came before EOF.
+    The reader's own limit may be smaller: a long line is gathered piece by piece."""
+    buf = bytearray()
+    while True:
+        try:
+            chunk = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            buf += exc.partial
+            if len(buf) > limit:
+                raise ValueError("line too long") from None
+            return bytes(buf)
+        except asyncio.LimitOverrunError as exc:
+            buf += await reader.readexactly(exc.consumed)
+            if len(buf) > limit:
+                raise ValueError("line too long") from None
+            continue
+        buf += chunk
+        if len(buf) > limit:
+            raise ValueError("line too long")
+        return bytes(buf)
+
+
+def token_line(token: str) -> bytes:
+    """The line that shows the token before a long request (see MAX_LINE)."""
+    return json.dumps({"token": token}).encode() + b"\n"
 
 
 def error_reply(exc: LabrouterError) -> dict[str, Any]:
@@ -225,7 +279,8 @@ class ControlClient:
 
     def request(self, req_obj: dict[str, Any]) -> Any:
         """The same as call() with the request as a dict: ``{"cmd": ..., ...}``."""
-        req = json.dumps({**req_obj, "token": self.token}).encode() + b"\n"
+        req = token_line(self.token) + json.dumps(
+            {**req_obj, "token": self.token}).encode() + b"\n"
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout) as s:
                 s.sendall(req)
