@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ from labrouter.relay.auth import (
     RequestSigner,
     derive_relay_key,
 )
-from labrouter.relay.server import ollama_exposure
+from labrouter.relay.server import listening_addresses, ollama_exposure
 from labrouter.relay.tls import ensure_identity, normalize_fingerprint
 
 KEY = bytes(range(32))
@@ -205,43 +206,44 @@ def test_errors_keep_their_type_across_the_wire() -> None:
 # ------------------------------------------------------------------ doctor
 
 
-def _proc(tmp: Path, tcp: str = "", tcp6: str = "") -> Path:
-    head = "  sl  local_address rem_address   st tx_queue rx_queue\n"
-    (tmp / "tcp").write_text(head + tcp)
-    (tmp / "tcp6").write_text(head + tcp6)
-    return tmp
+def _none(port: int) -> list[str]:
+    return []
 
 
-def test_exposure_from_ollama_host(tmp_path: Path) -> None:
-    proc = _proc(tmp_path)
-    msg = ollama_exposure(env={"OLLAMA_HOST": "0.0.0.0:11434"}, proc_net=proc)
+def test_exposure_from_ollama_host() -> None:
+    msg = ollama_exposure(env={"OLLAMA_HOST": "0.0.0.0:11434"}, listeners=_none)
     assert msg is not None and "OLLAMA_HOST=0.0.0.0:11434" in msg and "127.0.0.1" in msg
-    assert ollama_exposure(env={"OLLAMA_HOST": "http://[::]:11434"}, proc_net=proc)
-    assert ollama_exposure(env={"OLLAMA_HOST": "127.0.0.1:11434"}, proc_net=proc) is None
-    assert ollama_exposure(env={"OLLAMA_HOST": "localhost"}, proc_net=proc) is None
-    assert ollama_exposure(env={}, proc_net=proc) is None
+    assert ollama_exposure(env={"OLLAMA_HOST": "http://[::]:11434"}, listeners=_none)
+    assert ollama_exposure(env={"OLLAMA_HOST": "127.0.0.1:11434"}, listeners=_none) is None
+    assert ollama_exposure(env={"OLLAMA_HOST": "localhost"}, listeners=_none) is None
+    assert ollama_exposure(env={}, listeners=_none) is None
 
 
-def test_exposure_from_listening_sockets(tmp_path: Path) -> None:
-    # 11434 = 0x2CAA; state 0A = LISTEN
-    wild = "   0: 00000000:2CAA 00000000:0000 0A 00000000:00000000\n"
-    loop = "   0: 0100007F:2CAA 00000000:0000 0A 00000000:00000000\n"
-    other = "   0: 00000000:1F90 00000000:0000 0A 00000000:00000000\n"
-    est = "   0: 00000000:2CAA 0100007F:D431 01 00000000:00000000\n"
-    wild6 = "   0: 00000000000000000000000000000000:2CAA 00000000000000000000000000000000:0000 0A\n"
-    lo6 = "   0: 00000000000000000000000001000000:2CAA 00000000000000000000000000000000:0000 0A\n"
-    assert "0.0.0.0" in (ollama_exposure(env={}, proc_net=_proc(tmp_path, wild)) or "")
-    assert ollama_exposure(env={}, proc_net=_proc(tmp_path, loop + other + est)) is None
-    assert "::" in (ollama_exposure(env={}, proc_net=_proc(tmp_path, "", wild6)) or "")
-    assert ollama_exposure(env={}, proc_net=_proc(tmp_path, "", lo6)) is None
+def test_exposure_from_listening_addresses() -> None:
+    def on(*addrs: str) -> Callable[[int], list[str]]:
+        return lambda port: list(addrs) if port == 11434 else []
+
+    assert "0.0.0.0" in (ollama_exposure(env={}, listeners=on("0.0.0.0")) or "")
+    assert "::" in (ollama_exposure(env={}, listeners=on("::")) or "")
+    assert "non-loopback" in (ollama_exposure(env={}, listeners=on("192.168.1.5")) or "")
+    assert "non-loopback IPv6" in (ollama_exposure(env={}, listeners=on("fe80::1%eth0")) or "")
+    assert ollama_exposure(env={}, listeners=on("127.0.0.1", "::1", "::ffff:127.0.0.1")) is None
     # the port comes from the configured URL
-    other_port = "   0: 00000000:2CAB 00000000:0000 0A 00000000:00000000\n"
-    proc = _proc(tmp_path, other_port)
-    assert ollama_exposure("http://127.0.0.1:11435", env={}, proc_net=proc)
-    assert ollama_exposure("http://127.0.0.1:11434", env={}, proc_net=proc) is None
+    assert ollama_exposure("http://127.0.0.1:11435", env={}, listeners=on("0.0.0.0")) is None
+    assert ollama_exposure("http://127.0.0.1:11434", env={}, listeners=on("0.0.0.0"))
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_listening_addresses_sees_a_real_listener() -> None:
+    """psutil finds a socket this test listens on, with its address, and not a closed one."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        assert listening_addresses(port) == []  # bound, not listening
+        s.listen()
+        assert listening_addresses(port) == ["127.0.0.1"]
+    assert ollama_exposure(f"http://127.0.0.1:{port}", env={}) is None
+
+
 def test_exposure_on_this_machine_runs() -> None:
     result = ollama_exposure(env={})
     assert result is None or "Ollama" in result

@@ -44,7 +44,7 @@ from ..core.errors import DaemonError, KeyringError, LabrouterError
 from ..core.peers import NodeState, Peer, PeerTable, ServerState, peer_to_dict
 from .control import ControlServer
 from .lock import InstanceLock
-from .paths import ensure_dir, write_atomic
+from .paths import make_private, write_atomic
 from .pause import PauseState, load_pause, running_process, save_pause, valid_until
 from .services import OFF, RETRYING, UP, ServiceState, Supervisor
 from .settings import Context
@@ -110,7 +110,7 @@ class Daemon:
         self.paths = ctx.paths
         self.clock, self.wall = clock, wall
         self.seed = seed
-        ensure_dir(self.paths.data_dir)
+        make_private(self.paths)  # logs, usage, node id, pause: owner-only
         self.keyring: Keyring = load_keyring(self.paths.keyring_file)
         self._keyring_mtime = self._mtime()
         node_id = load_node_id(self.paths.node_id_file)
@@ -561,7 +561,7 @@ class Daemon:
             "cluster": g is not None, "key": fingerprint(key) if key else "",
             "port": self.self_info.port if g else 0,
             "paused": ps.paused, "pause_reason": ps.reason, "paused_until": ps.until,
-            "auto_paused": ps.auto,
+            "auto_paused": ps.auto, "pause_damaged": ps.damaged,
             "nodes": counts,
             "servers": [{"id": s.id, "up": s.up, "models": len(s.models),
                          "loaded": list(s.loaded), "error": s.error} for s in self.servers],

@@ -307,7 +307,21 @@ def run_checks(ctx: Context, env: Mapping[str, str] | None = None,
     checks.append(key_check(ctx))
     checks += port_checks(ctx)
     checks += exposure_checks(ctx, env)
+    checks += pause_checks(ctx)
     return checks
+
+
+def pause_checks(ctx: Context) -> list[Check]:
+    """A damaged pause file keeps the machine paused (the safe side): say so."""
+    import time
+
+    from .pause import load_pause
+
+    if not load_pause(ctx.paths.pause_file, time.time()).damaged:
+        return []
+    return [Check("pause file", False, f"{ctx.paths.pause_file} is damaged: this machine "
+                  "stays paused and takes no work from the cluster",
+                  "`labrouter resume` writes a good one (or `labrouter pause` again)")]
 
 
 def exposure_checks(ctx: Context, env: Mapping[str, str]) -> list[Check]:

@@ -221,13 +221,45 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``: owner-only (0600), forced to disk before the rename,
+    so a crash leaves the old file or the new one, never an empty one."""
     ensure_dir(path.parent)
     tmp = _tmp_for(path)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, text.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # a failed write leaves no stray file behind
+
+
+def make_private(paths: Paths) -> None:
+    """Owner-only: the config, data, log and run dirs 0700 and the files in them 0600.
+
+    Files made later are private by the directory they are in (and ``write_atomic`` and the
+    usage log create theirs 0600). The process umask is left alone: it would also apply to
+    what labrouter writes for other programs (autostart entries).
+
+    The log holds prompts' previews, the data the usage and node id, the config dir the
+    cluster key and the relay certificate: none is for other users of the machine. A no-op
+    on Windows, where the per-user folders are private already.
+    """
+    if os.name == "nt":
+        return
+    for d in (paths.config_dir, paths.data_dir, paths.log_dir, paths.run_dir, paths.tls_dir):
+        ensure_dir(d, private=True)
+        for f in d.iterdir():
+            try:
+                st = f.lstat()
+                if stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and \
+                        st.st_mode & 0o077:
+                    f.chmod(0o600)
+            except OSError:
+                continue  # gone meanwhile, or not ours to change
 
 
 def _tmp_for(path: Path) -> Path:

@@ -4,7 +4,10 @@ Owns ``PauseState`` (paused, reason, until as wall-clock seconds, auto), its fil
 (``paths.pause_file``, so a pause survives a restart until its until-time), parsing of
 ``--until`` (a time of day ``18:30``, a date-time ``2026-12-01T09:00``, or a duration
 ``90m``, ``2h``, ``1d``, ``1h30m``), and ``running_process(names)``: which of the named
-processes runs now (``/proc`` on Linux, ``tasklist`` on Windows, ``ps`` on macOS).
+processes runs now (psutil: the full name, not Linux's 15-character ``comm``).
+
+A pause file that exists but cannot be read keeps the machine paused (``PauseState.damaged``,
+the safe side for a machine rented out) until ``labrouter resume`` writes a good one.
 Must not import asyncio or desktop packages.
 """
 
@@ -12,17 +15,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
-import os
 import re
-import subprocess
-import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
+
 from ..core.errors import UsageError
 from .paths import write_atomic
+
+log = logging.getLogger(__name__)
 
 #: the latest until-time accepted (9999-12-31): later ones, Infinity and NaN cannot be
 #: shown, compared or announced (an announcement that fails makes peers mark us down)
@@ -39,27 +44,54 @@ class PauseState:
     reason: str = ""
     until: float | None = None  # wall-clock seconds; None: until resumed
     auto: bool = False  # set by pause_when_running, lifted when the process ends
+    damaged: bool = False  # the pause file could not be read: paused to be safe
 
     def expired(self, wall: float) -> bool:
         return self.paused and self.until is not None and wall >= self.until
 
 
+DAMAGED_REASON = "the pause file is damaged; `labrouter resume` takes work again"
+
+
+def damaged_pause(path: Path, why: str) -> PauseState:
+    log.warning("the pause file %s is damaged (%s): staying paused until `labrouter resume`",
+                path, why)
+    return PauseState(paused=True, reason=DAMAGED_REASON, damaged=True)
+
+
 def load_pause(path: Path, wall: float) -> PauseState:
-    """The saved pause; not paused when there is none, it is unreadable or it expired."""
+    """The saved pause; not paused when there is none or it expired.
+
+    A file that is there but unreadable (bad JSON, bad types, an until-time that cannot be
+    a date) keeps the machine paused, with ``damaged`` set: a GPU box rented out must not
+    start taking work because its pause file was cut short.
+    """
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-        st = PauseState(paused=bool(d.get("paused")), reason=str(d.get("reason", ""))[:200],
-                        until=float(d["until"]) if d.get("until") is not None else None,
-                        auto=bool(d.get("auto")))
-    except (OSError, ValueError, TypeError, KeyError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return PauseState()
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8
+        return damaged_pause(path, str(exc))
+    try:
+        d = json.loads(text)
+        if not isinstance(d, dict):
+            raise TypeError("not a JSON object")
+        until = d.get("until")
+        st = PauseState(paused=bool(d.get("paused")), reason=str(d.get("reason", ""))[:200],
+                        until=float(until) if until is not None else None,
+                        auto=bool(d.get("auto")))
+    except (ValueError, TypeError, RecursionError) as exc:
+        return damaged_pause(path, str(exc))
     if st.until is not None and not valid_until(st.until):
-        return PauseState()  # unreadable, as above
+        return damaged_pause(path, "until is not a date")
     return PauseState() if st.expired(wall) or st.auto else st
 
 
 def save_pause(path: Path, st: PauseState) -> None:
-    write_atomic(path, json.dumps(asdict(st)))
+    """Write the pause (forced to disk before it replaces the old file)."""
+    d = asdict(st)
+    d.pop("damaged")
+    write_atomic(path, json.dumps(d))
 
 
 _DUR = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])", re.I)
@@ -102,35 +134,33 @@ def _checked(until: float, text: str) -> float:
 
 
 def running_process(names: Iterable[str]) -> str:
-    """The first of ``names`` (case-insensitive, without .exe) that runs now, or ""."""
-    want = {n.lower().removesuffix(".exe") for n in names if n.strip()}
+    """The first of ``names`` (case-insensitive, without .exe) that runs now, or "".
+
+    A process matches by its name, its executable's file name or its command's first word:
+    the name alone is cut to 15 characters on Linux and may be changed by the program.
+    """
+    want = {n.strip().lower().removesuffix(".exe") for n in names if n.strip()}
     if not want:
         return ""
-    for name in _process_names():
-        if name.lower().removesuffix(".exe") in want:
-            return name
+    for candidates in _process_names():
+        for name in candidates:
+            if name.lower().removesuffix(".exe") in want:
+                return name
     return ""
 
 
-def _process_names() -> list[str]:
-    if sys.platform.startswith("linux"):
-        out = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
-                    out.append(fh.read().strip())
-            except OSError:
-                continue
-        return out
-    try:
-        if sys.platform == "win32":
-            res = subprocess.run(["tasklist", "/fo", "csv", "/nh"], capture_output=True,
-                                 text=True, timeout=10, check=False)
-            return [line.split('","')[0].strip('"') for line in res.stdout.splitlines() if line]
-        res = subprocess.run(["ps", "-axco", "comm="], capture_output=True, text=True,
-                             timeout=10, check=False)
-        return [line.strip() for line in res.stdout.splitlines() if line.strip()]
-    except (OSError, subprocess.SubprocessError):
-        return []
+def _basename(path: str) -> str:
+    return re.split(r"[\\/]", path)[-1]
+
+
+def _process_names() -> Iterator[list[str]]:
+    """For each process: its name, executable file name and first command word (if known)."""
+    for proc in psutil.process_iter(["name", "exe", "cmdline"], ad_value=None):
+        info = proc.info
+        out = [info["name"]] if info.get("name") else []
+        if info.get("exe"):
+            out.append(_basename(info["exe"]))
+        cmd = info.get("cmdline") or []
+        if cmd and cmd[0]:
+            out.append(_basename(cmd[0]))
+        yield out

@@ -19,17 +19,16 @@ router's ``TimeoutConfig``).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from pathlib import Path
 from typing import Any, Protocol
 
+import psutil
 from aiohttp import web
 
 from ..backends.base import Backend
@@ -339,63 +338,52 @@ def _host_of(ollama_host: str) -> tuple[str, int]:
     return text, port
 
 
-def _proc_listeners(port: int, proc_net: Path) -> list[str]:
-    """Local addresses listening on ``port`` per /proc/net/tcp{,6} (Linux), as text."""
-    found = []
-    for name, width in (("tcp", 8), ("tcp6", 32)):
-        try:
-            lines = (proc_net / name).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if len(parts) < 4 or parts[3] != "0A":  # 0A = LISTEN
-                continue
-            addr, _, hexport = parts[1].partition(":")
-            if int(hexport, 16) != port or len(addr) != width:
-                continue
-            if set(addr) == {"0"}:
-                found.append("0.0.0.0" if width == 8 else "::")
-            elif width == 8 and addr[-2:] != "7F":  # little-endian: 7F is the first octet
-                found.append("a non-loopback address")
-            elif width == 32 and not _v6_loopback(addr):
-                found.append("a non-loopback IPv6 address")
-    return found
+def listening_addresses(port: int) -> list[str]:
+    """Local addresses with a TCP socket listening on ``port`` (psutil; all three OSes).
 
-
-def _v6_loopback(addr: str) -> bool:
-    # ::1, or ::ffff:127.x.y.z (IPv4-mapped; the last word is little-endian, 7F last)
-    return addr == "00000000000000000000000001000000" or (
-        addr.startswith("0000000000000000FFFF0000") and addr.endswith("7F"))
-
-
-def _netstat_listeners(port: int) -> list[str]:
-    """Wildcard listeners on ``port`` from ``netstat -an`` (macOS, Windows). Local only."""
+    macOS lists every process's sockets only to root: then the processes this user may
+    see are asked one by one (Ollama runs as the user).
+    """
     try:
-        out = subprocess.run(["netstat", "-an"], capture_output=True, text=True, timeout=3,
-                             check=False).stdout
-    except (OSError, subprocess.SubprocessError):
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        conns = []
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                conns.extend(proc.net_connections(kind="tcp"))
+    except (psutil.Error, OSError) as exc:
+        log.debug("cannot list listening sockets: %s", exc)
         return []
+    return sorted({c.laddr.ip for c in conns
+                   if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port})
+
+
+def _exposed(addresses: list[str]) -> list[str]:
     found = []
-    for line in out.splitlines():
-        if "LISTEN" not in line.upper():
+    for a in addresses:
+        ip = a.split("%", 1)[0]  # fe80::1%eth0
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
             continue
-        for token in line.split():
-            if re.fullmatch(rf"(\*|0\.0\.0\.0|\[::\]|::)[.:]{port}", token):
-                found.append(token)
-                break
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        if addr.is_unspecified:
+            found.append(str(addr))
+        elif not addr.is_loopback:
+            found.append("a non-loopback address" if addr.version == 4
+                         else "a non-loopback IPv6 address")
     return found
 
 
 def ollama_exposure(url: str | None = None, *, env: Mapping[str, str] | None = None,
-                    port: int | None = None, proc_net: Path = Path("/proc/net"),
-                    use_netstat: bool | None = None) -> str | None:
+                    port: int | None = None,
+                    listeners: Callable[[int], list[str]] = listening_addresses) -> str | None:
     """A warning when this machine's Ollama listens beyond loopback, else None.
 
     ``url`` is the configured Ollama URL (its port is the one checked; default 11434).
     Looks only at this machine: the ``OLLAMA_HOST`` setting and the kernel's table of
-    listening sockets (``/proc/net/tcp`` on Linux, ``netstat -an`` elsewhere). It sends no
-    traffic at all.
+    listening sockets (``listeners``, psutil by default). It sends no traffic at all.
     """
     if port is None:
         port = _host_of(url)[1] if url else 11434
@@ -408,14 +396,9 @@ def ollama_exposure(url: str | None = None, *, env: Mapping[str, str] | None = N
             why.append(f"OLLAMA_HOST={setting} makes it listen on every network interface")
         elif host not in _LOOPBACK_HOSTS and not host.startswith("127."):
             why.append(f"OLLAMA_HOST={setting} makes it listen on {host}")
-    if sys.platform.startswith("linux") or (proc_net / "tcp").exists():
-        listeners = _proc_listeners(port, proc_net)
-    elif use_netstat is not False:
-        listeners = _netstat_listeners(port)
-    else:
-        listeners = []
-    if listeners:
-        why.append(f"port {port} is listening on {', '.join(sorted(set(listeners)))}")
+    exposed = _exposed(listeners(port))
+    if exposed:
+        why.append(f"port {port} is listening on {', '.join(sorted(set(exposed)))}")
     if not why:
         return None
     return ("Ollama is reachable from the network without a password ("

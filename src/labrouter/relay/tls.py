@@ -112,12 +112,10 @@ def _create(cert_path: Path, key_path: Path, common_name: str,
     key_pem = key.private_bytes(serialization.Encoding.PEM,
                                 serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    # the key first, 0600 from its first byte; the certificate is public
+    # the key first, 0600 from its first byte; the certificate is public, but it is the
+    # machine's identity: owner-only like every file labrouter keeps
     write_private(key_path, key_pem)
-    cert_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cert_path.with_name(cert_path.name + ".tmp")
-    tmp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    tmp.replace(cert_path)
+    write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     der = cert.public_bytes(serialization.Encoding.DER)
     fp = fingerprint_of(der)
     log.info("made a new relay certificate, fingerprint %s", fp)
