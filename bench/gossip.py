@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +57,10 @@ class Sim:
     wall: float = 1_700_000_000.0
     members: list[Member] = field(default_factory=list)
     events: list[tuple[float, int, int, str]] = field(default_factory=list)
+    #: an attacker on the path: (src, dst, data) -> deliver now? (None: everything passes)
+    tap: Callable[[Member, Member, bytes], bool] | None = None
     _seq: int = 0
+    _held: dict[int, tuple[Member, Member, bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -87,7 +91,13 @@ class Sim:
         self._seq += 1
         heapq.heappush(self.events, (t, self._seq, idx, kind))
 
-    def _deliver(self, src: Member, sends: list[Send]) -> None:
+    def inject(self, t: float, src: Member, dst: Member, data: bytes) -> None:
+        """The attacker delivers ``data`` to ``dst`` as from ``src`` at time ``t``."""
+        self._push(t, -2, "inject")
+        self._held[self._seq] = (src, dst, data)
+
+    def _deliver(self, src: Member, sends: list[Send],
+                 only: Member | None = None) -> None:
         queue = [(src, s) for s in sends]
         while queue:
             m, s = queue.pop(0)
@@ -95,6 +105,10 @@ class Sim:
             m.tx_bytes += len(s.data) + UDP_OVERHEAD
             dests = [x for x in self.members if x is not m] if s.dest is None else \
                 [x for x in self.members if x.addr == s.dest]
+            if only is not None:
+                dests, only = [only], None
+            elif self.tap is not None:
+                dests = [d for d in dests if self.tap(m, d, s.data)]
             for d in dests:
                 if not d.up or (self.loss and self.rng.random() < self.loss):
                     continue
@@ -104,9 +118,13 @@ class Sim:
 
     def run_until(self, t_end: float) -> None:
         while self.events and self.events[0][0] <= t_end:
-            t, _, idx, kind = heapq.heappop(self.events)
+            t, seq, idx, kind = heapq.heappop(self.events)
             self.wall += t - self.now
             self.now = t
+            if kind == "inject":
+                src, dst, data = self._held.pop(seq)
+                self._deliver(src, [Send(dst.addr, data)], only=dst)
+                continue
             if kind == "tick":
                 for m in self.members:
                     if m.up:
@@ -236,6 +254,47 @@ def convergence(n: int, trials: int, loss: float) -> None:
           f" s, max {max(times):.2f} s ({trials} runs)")
 
 
+def stale_liveness(lags: tuple[float, ...]) -> None:
+    """How long a dead node stays routable for a receiver fed its old packets.
+
+    Node A dies; receiver C gets A's packets only from an attacker, ``lag`` seconds late:
+    "replay" copies what A sent to B (C's own copies dropped), "delay" holds back what A
+    sent to C. C's challenges reach A directly; A's answers take the attacker's path too.
+    The attack starts at 10 s, once C trusts A.
+    """
+    print("dead node routable after its crash (T = 1 s; detection without attack <= 4.5 s):")
+    for mode in ("replay", "delay"):
+        cells = []
+        for lag in lags:
+            sim = Sim(3, seed=7, tick=0.01)
+            c, a, b = sim.members
+
+            def tap(src: Member, dst: Member, data: bytes, sim: Sim = sim,
+                    lag: float = lag, mode: str = mode, a: Member = a, b: Member = b,
+                    c: Member = c) -> bool:
+                if sim.now < 10.0:
+                    return True
+                if src is not a or dst is not (c if mode == "delay" else b):
+                    return not (src is a and dst is c)  # replay: C's own copies dropped
+                sim.inject(sim.now + lag, a, c, data)
+                return mode == "replay"  # B still gets its copy
+
+            sim.tap = tap
+            sim.start(0.1)
+            sim.run_until(20.0 + lag)
+            a.up = False
+            crash = sim.now
+            gone = None
+            while gone is None and sim.now < crash + lag + 60:
+                sim.run_until(sim.now + 0.05)
+                p = sim.view(0, 1)
+                if p is None or not p.routable:
+                    gone = sim.now - crash
+            cells.append(f"lag {lag:g} s: {gone:.1f} s" if gone is not None else
+                         f"lag {lag:g} s: > {lag + 60:g} s")
+        print(f"  {mode:6s} " + "; ".join(cells))
+
+
 def idle_daemon(seconds: float) -> None:
     if not sys.platform.startswith("linux"):
         print("idle daemon: skipped (reads /proc; Linux only)")
@@ -286,6 +345,7 @@ def main() -> None:
     bandwidth(30 if q else 120)
     convergence(50, 1 if q else 3, 0.0)
     convergence(50, 1 if q else 3, 0.05)
+    stale_liveness((0.0, 2.0, 10.0, 60.0, 290.0))
     idle_daemon(5 if q else 10)
 
 

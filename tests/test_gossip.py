@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
 
 from labrouter.cluster import wire
 from labrouter.cluster.protocol import GossipNode, Send
@@ -283,3 +288,102 @@ def test_newer_version_warnings_are_bounded() -> None:
                        net.now, net.wall)
     assert len(a.node._newer_logged) <= 64
     assert a.node.drops()["newer_version"] == 5000
+
+
+# ------------------------------------------------------------ liveness needs freshness
+
+
+@dataclass
+class TapNet(Net):
+    """A Net with an attacker on the path: ``tap(src, dst, data)`` False swallows a packet;
+    ``hold`` delivers one later (``release`` at each step)."""
+
+    tap: Any = None
+    held: list[tuple[float, tuple[str, int], tuple[str, int], bytes]] = field(
+        default_factory=list)
+
+    def send(self, src: SimNode, sends: list[Send]) -> None:
+        for s in sends:
+            dests = [n.addr for n in self.nodes if n is not src] if s.dest is None else [s.dest]
+            for d in dests:
+                if self.tap is None or self.tap(src.addr, d, s.data):
+                    self.queue.append((src.addr, d, s.data))
+
+    def hold(self, at: float, src: tuple[str, int], dst: tuple[str, int], data: bytes) -> None:
+        self.held.append((at, src, dst, data))
+
+    def step(self, dt: float = 0.1) -> None:
+        due = [h for h in self.held if h[0] <= self.now + dt]
+        self.held = [h for h in self.held if h[0] > self.now + dt]
+        self.queue += [(src, dst, data) for _, src, dst, data in due]
+        super().step(dt)
+
+
+def _routable_after_crash(mode: str, lag: float) -> float:
+    net = TapNet()
+    c, a, b = net.add("c"), net.add("a"), net.add("b")
+    net.run(5.0)
+    assert view(c, a).state == NodeState.ALIVE  # type: ignore[union-attr]
+
+    def tap(src: tuple[str, int], dst: tuple[str, int], data: bytes) -> bool:
+        if src != a.addr:
+            return True
+        if mode == "delay" and dst == c.addr:
+            net.hold(net.now + lag, src, dst, data)
+            return False
+        if mode == "replay" and dst == b.addr:
+            net.hold(net.now + lag, src, c.addr, data)  # a copy of B's packet, to C
+        return dst != c.addr
+
+    net.tap = tap
+    net.run(lag + 5.0)
+    a.up = False
+    crash = net.now
+    while net.now < crash + lag + 30:
+        net.step(0.1)
+        p = view(c, a)
+        if p is None or not p.routable:
+            return net.now - crash
+    return math.inf
+
+
+@pytest.mark.parametrize("mode", ["replay", "delay"])
+@pytest.mark.parametrize("lag", [2.0, 30.0, 290.0])
+def test_held_back_or_replayed_packets_do_not_keep_a_dead_node(mode: str, lag: float) -> None:
+    """Before: routable for lag + 4.5 T (up to 300 s); now at most the detection time."""
+    assert _routable_after_crash(mode, lag) <= 4.5 + 0.2
+
+
+def test_a_down_node_is_not_revived_by_a_replayed_announcement() -> None:
+    net = Net()
+    a, b = net.add("a"), net.add("b")
+    net.run(3.0)
+    captured = b.node.announcement(net.now, net.wall)  # sent, never delivered
+    b.up = False
+    net.run(6.0)
+    assert view(a, b).state == NodeState.DOWN  # type: ignore[union-attr]
+    replies = a.node.receive(captured, b.addr, net.now, net.wall)
+    assert view(a, b).state == NodeState.DOWN  # type: ignore[union-attr]
+    assert [r for r in replies if r.dest == b.addr]  # challenged instead (nobody answers)
+    net.run(3.0)
+    assert view(a, b).state == NodeState.DOWN  # type: ignore[union-attr]
+    # the real node back: it answers the challenge and is alive again
+    b.up = True
+    net.run(3.0)
+    assert view(a, b).state == NodeState.ALIVE  # type: ignore[union-attr]
+
+
+def test_probe_challenge_must_be_short_hex(caplog: pytest.LogCaptureFixture) -> None:
+    net = Net()
+    a, b = net.add("a"), net.add("b")
+    net.run(2.0)
+    for c in (b'"\\ud800"', b'"' + b"a" * 65 + b'"', b'"not hex"', b"5", b'"ABCDEF"'):
+        packet = b.node._seal(wire.PROBE, b'{"c":' + c + b"}", net.wall)
+        with caplog.at_level(logging.WARNING):
+            replies = a.node.receive(packet, b.addr, net.now, net.wall)
+        acks = [r for r in replies if wire.parse_header(r.data).type == wire.PROBE_ACK]
+        assert acks == [], c
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    packet = b.node._seal(wire.PROBE, {"c": "00ff" * 8}, net.wall)
+    replies = a.node.receive(packet, b.addr, net.now, net.wall)
+    assert [r for r in replies if wire.parse_header(r.data).type == wire.PROBE_ACK]

@@ -341,3 +341,61 @@ def test_announced_address_must_be_an_ip_literal() -> None:
     assert wire.parse_announce({"a": "fd00::1"}, 0).address == "fd00::1"
     for bad in ("evil.example", "localhost", "10.0.0.7\n", "", 7, "1" * 200):
         assert wire.parse_announce({"a": bad}, 0).address == ""
+
+
+def test_window_update_is_bounded_for_any_jump() -> None:
+    w = wire.Window()
+    for seq in (1, 2**31, 2**63, 2**64 - 1):
+        assert w.check(seq)
+        w.update(seq)
+        assert w.highest == seq and w.bits.bit_length() <= wire.WINDOW
+        assert not w.check(seq)
+    w.update(5)  # far below the window: ignored, not a huge shift
+    assert w.bits.bit_length() <= wire.WINDOW
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(packets=st.lists(st.tuples(
+    st.integers(0, 2**64 - 1), st.sampled_from(sorted(wire.TYPES)),
+    st.one_of(st.binary(max_size=200), st.builds(
+        lambda d: wire.encode_body(d), bodies)),
+    st.sampled_from([1, 2, 3])), min_size=1, max_size=12))
+def test_only_drop_leaves_gate_open(packets: list[tuple[int, int, bytes, int]]) -> None:
+    """Any sequence number and any body, sealed with the real key, trusted epoch or not."""
+    g = gate()
+    trusted = wire.Sealer(KEY, SENDER, 1)
+    trust(g, trusted)
+    sealers = {1: trusted, 2: wire.Sealer(KEY, SENDER, 2),
+               3: wire.Sealer(KEY, bytes.fromhex("33" * 16), 9)}
+    for seq, ptype, body, which in packets:
+        s = sealers[which]
+        s.seq = max(0, seq - 1)
+        if seq == 0:
+            s.seq = -1  # seals seq 0, which is never valid
+        try:
+            data = s.seal(ptype, body, WALL)
+        except (ValueError, OverflowError):
+            continue  # beyond what a sealer can express (seq >= 2^64)
+        try:
+            op = g.open(data, 1.0, WALL)
+        except wire.Drop as d:
+            assert d.reason in wire.DROP_REASONS
+        else:
+            assert isinstance(op.body, dict)
+    for st_ in g.senders.values():
+        assert st_.window.bits.bit_length() <= wire.WINDOW
+        assert st_.pending_window.bits.bit_length() <= wire.WINDOW
+
+
+def test_a_late_answer_to_a_challenge_proves_nothing() -> None:
+    g = gate()
+    s = wire.Sealer(KEY, SENDER, 1)
+    g.open(s.seal(wire.ANNOUNCE, {"n": "x"}, WALL), 0.0, WALL)
+    c = g.challenge(SENDER, 0.0)
+    assert c is not None
+    op = g.open(s.seal(wire.PROBE_ACK, {"c": c.hex()}, WALL), g.answer_within + 1, WALL)
+    assert not op.trusted and op.answered_at is None
+    c = g.challenge(SENDER, 10.0)
+    assert c is not None
+    op = g.open(s.seal(wire.PROBE_ACK, {"c": c.hex()}, WALL), 10.5, WALL)
+    assert op.promoted and op.answered_at == 10.0

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -33,6 +34,10 @@ FULL_EVERY = 30.0  # seconds between full-state announcements when nothing chang
 PROBES = 3  # unicast probes to a suspect node
 PROBE_GAP = 0.3  # intervals between probes
 MAX_NEWER_LOGGED = 64  # sources warned about a newer protocol, at most
+#: intervals: a packet older than this (by the sender's clock, measured at its last
+#: challenge answer) is no evidence that the sender lives
+FRESH = 3.0
+_HEX = re.compile(r"[0-9a-f]{1,64}")  # a probe's challenge: ours are 32 hex digits
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,10 @@ class GossipNode:
         if key is None:
             raise ValueError("no cluster key")
         self.sealer = wire.Sealer(key, self.sender_id, epoch)
-        self.gate = wire.Gate(self.sender_id, keys, max_senders=table.max_peers, rand=rand)
+        # a challenge is answered within a few intervals or not at all; the answer proves
+        # life as of when the challenge was sent, so this only bounds what is remembered
+        self.gate = wire.Gate(self.sender_id, keys, max_senders=table.max_peers, rand=rand,
+                              answer_within=max(2.0, 3 * interval))
         self.state_version = 0
         self._digest = ""
         self._last_full = -math.inf
@@ -87,6 +95,8 @@ class GossipNode:
         self._full_sv: dict[str, int] = {}
         self._state_req_at: dict[str, float] = {}
         self._newer_logged: set[str] = set()
+        #: sender -> our wall clock minus its, measured when it answered a challenge
+        self._offset: dict[str, float] = {}
         self.changed = False  # set when the table changed; the runner clears it
 
     # -------------------------------------------------------------- sending
@@ -169,28 +179,32 @@ class GossipNode:
         out: list[Send] = []
         if h.type == wire.PROBE:
             c = body.get("c")
-            if isinstance(c, str) and len(c) <= 64:
+            if isinstance(c, str) and _HEX.fullmatch(c):
                 out.append(Send(src, self._seal(wire.PROBE_ACK, {"c": c}, wall)))
-            if op.trusted:
-                self._heard(sender, now)
-            elif sender not in self.table.peers or \
-                    self.table.peers[sender].epoch != h.epoch:
-                out += self._challenge(h.sender_id, src, now, wall)
+            if not op.trusted or not self._evidence(op, sender, now, wall):
+                if sender not in self.table.peers or \
+                        self.table.peers[sender].epoch != h.epoch or op.trusted:
+                    out += self._challenge(h.sender_id, src, now, wall)
             return out
         if h.type == wire.PROBE_ACK:
-            if op.promoted:
+            if op.answered_at is not None:
+                # a fresh challenge of ours answered: the only way back from suspect or
+                # down, and the measure of the sender's clock against ours
+                self._offset[sender] = wall - h.ts_ms / 1000.0
                 pend = self._pending.pop(h.sender_id, None)
                 addr = pend.addr if pend else src
                 if pend is not None and pend.epoch == h.epoch:
-                    self._apply(pend.ann, sender, h.epoch, addr, now)
+                    self._apply(pend.ann, sender, h.epoch, addr, now, seen=op.answered_at)
                     if pend.ann.full:
                         self._full_sv[sender] = pend.ann.state_version
-                    else:
+                    elif op.promoted:
                         out += self._state_req(sender, addr, now, wall, force=True)
-                else:
+                elif op.promoted:
                     out += self._state_req(sender, addr, now, wall, force=True)
+                else:
+                    self._heard(sender, op.answered_at)
             elif op.trusted:
-                self._heard(sender, now)
+                self._evidence(op, sender, now, wall)
             return out
         if h.type == wire.LEAVE:
             if op.trusted:
@@ -208,14 +222,17 @@ class GossipNode:
         ann = wire.parse_announce(body, h.flags)
         addr = (ann.address or src[0], ann.port or src[1])
         if not op.trusted:
-            self._pending[h.sender_id] = _Pending(ann, h.epoch, addr, now)
-            self._pending.move_to_end(h.sender_id)
-            while len(self._pending) > 64:
-                self._pending.popitem(last=False)
+            self._pend(h.sender_id, ann, h.epoch, addr, now)
             if sender not in self.table.peers:
                 self._apply(ann, sender, h.epoch, addr, now, NodeState.JOINING)
             return self._challenge(h.sender_id, addr, now, wall)
-        self._apply(ann, sender, h.epoch, addr, now)
+        seen = self._fresh(sender, h, now, wall)
+        if seen is None:
+            # stale (held back or replayed), or from a node we hold suspect or down: kept
+            # until the sender answers a challenge sent now
+            self._pend(h.sender_id, ann, h.epoch, addr, now)
+            return self._challenge(h.sender_id, addr, now, wall)
+        self._apply(ann, sender, h.epoch, addr, now, seen=seen)
         if h.flags & wire.SOLICIT:
             body_, flags = wire.announce_body(self.self_peer(), self.interval,
                                               self.state_version, True)
@@ -225,6 +242,44 @@ class GossipNode:
         elif self._full_sv.get(sender) != ann.state_version:
             out += self._state_req(sender, addr, now, wall)
         return out
+
+    def _pend(self, sender_id: bytes, ann: wire.Announcement, epoch: int, addr: Addr,
+              now: float) -> None:
+        self._pending[sender_id] = _Pending(ann, epoch, addr, now)
+        self._pending.move_to_end(sender_id)
+        while len(self._pending) > 64:
+            self._pending.popitem(last=False)
+
+    def _fresh(self, sender: str, h: wire.Header, now: float, wall: float) -> float | None:
+        """When a trusted packet shows its sender alive (monotonic), or None.
+
+        None when the sender is not alive in the table (suspect, down: only an answered
+        challenge brings it back) or the packet is older than FRESH intervals by the
+        sender's clock as measured at its last challenge answer. The time returned is the
+        packet's sending time, not its arrival: a packet held back on the path extends
+        nothing.
+        """
+        peer = self.table.peers.get(sender)
+        off = self._offset.get(sender)
+        if peer is None or peer.state != NodeState.ALIVE or off is None:
+            return None
+        observed = wall - h.ts_ms / 1000.0
+        if observed < off:
+            # nothing arrives before it was sent: the clocks moved; the smaller offset is
+            # the truer one (and a path can only make it larger)
+            self._offset[sender] = off = observed
+        age = observed - off
+        if age > FRESH * self.table.interval_of(peer):
+            return None
+        return max(peer.last_seen, now - age)
+
+    def _evidence(self, op: wire.Opened, sender: str, now: float, wall: float) -> bool:
+        """Refresh the sender's liveness from a trusted PROBE or PROBE_ACK if it is fresh."""
+        seen = self._fresh(sender, op.header, now, wall)
+        if seen is None:
+            return False
+        self._heard(sender, seen)
+        return True
 
     def _challenge(self, sender_id: bytes, addr: Addr, now: float, wall: float) -> list[Send]:
         c = self.gate.challenge(sender_id, now, min_gap=0.25 * self.interval)
@@ -239,14 +294,16 @@ class GossipNode:
         self._state_req_at[sender] = now
         return [Send(addr, self._seal(wire.STATE_REQ, {}, wall))]
 
-    def _heard(self, sender: str, now: float) -> None:
+    def _heard(self, sender: str, seen: float) -> None:
         old = self.table.peers.get(sender)
-        new = self.table.heard(sender, now)
+        if old is not None:
+            seen = max(seen, old.last_seen)
+        new = self.table.heard(sender, seen)
         if old is not None and new is not None and old.state != new.state:
             self.changed = True
 
     def _apply(self, ann: wire.Announcement, sender: str, epoch: int, addr: Addr, now: float,
-               state: NodeState = NodeState.ALIVE) -> None:
+               state: NodeState = NodeState.ALIVE, seen: float | None = None) -> None:
         old = self.table.peers.get(sender)
         servers = ann.servers
         if not ann.full and old is not None:
@@ -271,6 +328,10 @@ class GossipNode:
         new = self.table.upsert(peer, now)
         if new is None:
             return
+        if seen is not None:
+            # alive as of when the packet was sent (or the challenge it answered), not now
+            last = max(seen, old.last_seen) if old is not None else seen
+            new = self.table.peers[sender] = replace(new, last_seen=min(last, now))
         if old is None or replace(old, last_seen=0, since=0) != replace(new, last_seen=0,
                                                                         since=0):
             self.changed = True
@@ -302,6 +363,8 @@ class GossipNode:
         for sid, pend in list(self._pending.items()):
             if now - pend.at > 10 * self.interval:
                 del self._pending[sid]
+        for sender in [s for s in self._offset if s not in self.table.peers]:
+            del self._offset[sender]
         return out
 
     def drops(self) -> dict[str, int]:

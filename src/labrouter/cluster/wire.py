@@ -177,12 +177,17 @@ class Window:
         return off < WINDOW and not (self.bits >> off) & 1
 
     def update(self, seq: int) -> None:
+        """Mark ``seq`` seen. O(1) for any jump: a shift of WINDOW or more clears every bit
+        (a shift by the jump itself would build a 2^63-bit integer for one packet)."""
         if seq > self.highest:
             shift = seq - self.highest
-            self.bits = ((self.bits << shift) | 1) & ((1 << WINDOW) - 1)
+            self.bits = 1 if shift >= WINDOW else \
+                ((self.bits << shift) | 1) & ((1 << WINDOW) - 1)
             self.highest = seq
         else:
-            self.bits |= 1 << (self.highest - seq)
+            off = self.highest - seq
+            if off < WINDOW:
+                self.bits |= 1 << off
 
 
 @dataclass
@@ -205,6 +210,9 @@ class Opened:
     body: dict[str, Any]
     trusted: bool  # from the sender's trusted epoch (or it just became trusted)
     promoted: bool = False  # this PROBE_ACK answered our challenge: its epoch is now trusted
+    #: this PROBE_ACK answered our outstanding challenge in time: when that challenge was
+    #: sent (monotonic), the latest moment the sender is known to have been alive
+    answered_at: float | None = None
 
     @property
     def sender(self) -> str:
@@ -219,8 +227,12 @@ class Gate:
     """
 
     def __init__(self, own_id: bytes, keys: Callable[[], Mapping[bytes, bytes]],
-                 max_senders: int = 256, rand: Callable[[int], bytes] = os.urandom) -> None:
+                 max_senders: int = 256, rand: Callable[[int], bytes] = os.urandom,
+                 answer_within: float = 2.0) -> None:
         self.own_id = own_id
+        #: seconds a challenge may be answered in; a later answer (held back on the path)
+        #: proves nothing about now
+        self.answer_within = answer_within
         self.keys = keys
         self.max_senders = max_senders
         self.rand = rand
@@ -230,11 +242,16 @@ class Gate:
         self._aeads: OrderedDict[tuple[bytes, bytes, int], ChaCha20Poly1305] = OrderedDict()
 
     def open(self, data: bytes, now: float, wall: float) -> Opened:
+        """The opened packet, or ``Drop``: nothing else leaves, whatever the packet says."""
         try:
             return self._open(data, now, wall)
         except Drop as d:
             self.drops[d.reason] += 1
             raise
+        except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
+            # a bug's safety net: a packet must never take the receiver down
+            self.drops["bad_body"] += 1
+            raise Drop("bad_body", type(exc).__name__) from None
 
     def _open(self, data: bytes, now: float, wall: float) -> Opened:
         h = parse_header(data)
@@ -275,23 +292,27 @@ class Gate:
         self.senders.move_to_end(h.sender_id)
         st.last = now
         self.accepted += 1
+        answered = (h.type == PROBE_ACK and bool(st.challenge) and
+                    body.get("c") == st.challenge.hex() and
+                    now - st.challenge_at <= self.answer_within)
         if h.epoch == st.epoch:
             st.window.update(h.seq)
-            if h.type == PROBE_ACK and st.challenge and body.get("c") == st.challenge.hex():
+            if answered:
                 st.challenge = b""
                 st.pending_epoch = 0
+                return Opened(h, body, trusted=True, answered_at=st.challenge_at)
             return Opened(h, body, trusted=True)
         if h.epoch != st.pending_epoch:
             st.pending_epoch = h.epoch
             st.pending_window = Window()
         st.pending_window.update(h.seq)
-        if h.type == PROBE_ACK and st.challenge and body.get("c") == st.challenge.hex():
+        if answered:
             if st.epoch:
                 st.retired = ([*st.retired, st.epoch])[-4:]
             st.epoch, st.window = h.epoch, st.pending_window
             st.pending_epoch, st.pending_window = 0, Window()
             st.challenge = b""
-            return Opened(h, body, trusted=True, promoted=True)
+            return Opened(h, body, trusted=True, promoted=True, answered_at=st.challenge_at)
         return Opened(h, body, trusted=False)
 
     def challenge(self, sender_id: bytes, now: float, min_gap: float = 0.25) -> bytes | None:
