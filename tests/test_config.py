@@ -102,6 +102,13 @@ daily_usd = 1.5
     ("[node\nname='x'\n", 1, "not valid TOML"),
     ("[budget]\ndaily_usd = nan\n", 2, "budget.daily_usd: expected a finite number"),
     ("[timeouts]\ntotal = inf\n", 2, "timeouts.total: expected a finite number"),
+    # the typos that flooded the LAN or silenced a node: the protocol's clamps, 50 ms .. 60 s
+    ("[node]\nname = 'x'\n[cluster]\ninterval = 0.000001\n", 4,
+     "cluster.interval: expected 0.05s to 60s"),
+    ("[cluster]\ninterval = 1e300\n", 2, "cluster.interval: expected 0.05s to 60s"),
+    ("[timeouts]\nconnect = 1e9\n", 2, "timeouts.connect: expected 0.1s to 300s"),
+    ("[relay]\nmax_concurrent_per_model = 100000\n", 2, "expected 1 to 1024"),
+    ("[usage]\nretention_days = 10000000\n", 2, "retention_days: expected 1 days"),
 ])
 def test_mistakes_name_the_file_line_key_and_expectation(text: str, line: int,
                                                          needle: str) -> None:

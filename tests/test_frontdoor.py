@@ -256,9 +256,10 @@ async def test_web_pages_and_foreign_hosts_are_refused(door: Door) -> None:
         async with s.post(door.url + "/api/chat", headers={"Origin": "https://evil.example"},
                           data=json.dumps({"model": "auto", "messages": []})) as r:
             assert r.status == 403
+        # a local web page too: only origins on [api] allowed_origins (none by default)
         async with s.get(door.url + "/api/tags",
                          headers={"Origin": "http://localhost:3000"}) as r:
-            assert r.status == 200
+            assert r.status == 403
         async with s.get(door.url + "/") as r:
             assert await r.text() == "Ollama is running"
     assert door.own.received == []

@@ -22,6 +22,9 @@ from tests.fakes.ollama_server import FakeOllama
 MODEL = "qwen3:4b"
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 async def _door(asker: Any, peers: Callable[[], list[Peer]]) -> tuple[FrontDoorSite, str]:
     site = FrontDoorSite(FrontDoor(asker, peers, Config()), "127.0.0.1", 0)
     port = await site.start()
@@ -81,7 +84,7 @@ async def test_a_client_that_hangs_up_cancels_its_request(path: str,
     site, url = await _door(asker, list)
     try:
         async with aiohttp.ClientSession() as s:
-            resp = await s.post(url + path, data=json.dumps(body))
+            resp = await s.post(url + path, data=json.dumps(body), headers=JSON)
             assert resp.status == 200
             assert b"Hello" in await resp.content.readany()
             resp.close()  # hang up mid-answer
@@ -128,7 +131,7 @@ async def test_bad_requests_are_400() -> None:
                                # nested too deep for json.loads (RecursionError), not a 500
                                ("/api/chat", "[" * 100_000),
                                ("/v1/chat/completions", "[" * 100_000)):
-                async with s.post(url + path, data=body) as r:
+                async with s.post(url + path, data=body, headers=JSON) as r:
                     assert r.status == 400, (path, body)
     finally:
         await site.stop()

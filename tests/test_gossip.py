@@ -387,3 +387,9 @@ def test_probe_challenge_must_be_short_hex(caplog: pytest.LogCaptureFixture) -> 
     packet = b.node._seal(wire.PROBE, {"c": "00ff" * 8}, net.wall)
     replies = a.node.receive(packet, b.addr, net.now, net.wall)
     assert [r for r in replies if wire.parse_header(r.data).type == wire.PROBE_ACK]
+
+
+def test_the_sender_clamps_its_interval() -> None:
+    net = Net()
+    assert net.add("fast", interval=0.000001).node.interval == 0.05
+    assert net.add("slow", interval=1e300).node.interval == 60.0

@@ -34,6 +34,8 @@ FULL_EVERY = 30.0  # seconds between full-state announcements when nothing chang
 PROBES = 3  # unicast probes to a suspect node
 PROBE_GAP = 0.3  # intervals between probes
 MAX_NEWER_LOGGED = 64  # sources warned about a newer protocol, at most
+MIN_INTERVAL = wire.MIN_INTERVAL_MS / 1000.0  # 50 ms
+MAX_INTERVAL = 60.0
 #: intervals: a packet older than this (by the sender's clock, measured at its last
 #: challenge answer) is no evidence that the sender lives
 FRESH = 3.0
@@ -75,7 +77,9 @@ class GossipNode:
         self.epoch = epoch
         self.table = table
         self.self_peer = self_peer
-        self.interval = interval
+        # the receivers' clamps (wire.parse_announce): a typo in the config must neither
+        # flood the LAN nor silence the node, whatever config validation let through
+        self.interval = min(MAX_INTERVAL, max(MIN_INTERVAL, interval))
         self.active_key = active_key
         key = active_key()
         if key is None:
@@ -181,10 +185,11 @@ class GossipNode:
             c = body.get("c")
             if isinstance(c, str) and _HEX.fullmatch(c):
                 out.append(Send(src, self._seal(wire.PROBE_ACK, {"c": c}, wall)))
-            if not op.trusted or not self._evidence(op, sender, now, wall):
-                if sender not in self.table.peers or \
-                        self.table.peers[sender].epoch != h.epoch or op.trusted:
-                    out += self._challenge(h.sender_id, src, now, wall)
+            fresh = op.trusted and self._evidence(op, sender, now, wall)
+            known = sender in self.table.peers and self.table.peers[sender].epoch == h.epoch
+            if not fresh and (op.trusted or not known):
+                # stale or from a suspect node: a challenge; a new sender or epoch: trust
+                out += self._challenge(h.sender_id, src, now, wall)
             return out
         if h.type == wire.PROBE_ACK:
             if op.answered_at is not None:

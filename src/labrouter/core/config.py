@@ -148,6 +148,8 @@ class ApiConfig:
     bind: str = "127.0.0.1"
     port: int = API_PORT
     allow_lan: bool = False  # a bind off loopback is refused unless this is on
+    #: web pages (``scheme://host:port``) allowed to call the front door; none by default
+    allowed_origins: tuple[str, ...] = ()
 
 
 def default_routes() -> dict[str, RouteConfig]:
@@ -215,6 +217,17 @@ _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
 _POSITIVE = {("cluster", "interval"), ("timeouts", "connect"), ("timeouts", "first_token"),
              ("timeouts", "gap"), ("timeouts", "total"), ("usage", "retention_days"),
              ("relay", "max_concurrent_per_model")}
+#: timing and size keys: (low, high, unit) - the cluster interval between the receivers'
+#: clamps (docs/protocol.md: 50 ms .. 60 s), the rest where a value still makes sense
+_RANGES: dict[tuple[str, str], tuple[float, float, str]] = {
+    ("cluster", "interval"): (0.05, 60.0, "s"),
+    ("timeouts", "connect"): (0.1, 300.0, "s"),
+    ("timeouts", "first_token"): (1.0, 3600.0, "s"),
+    ("timeouts", "gap"): (1.0, 3600.0, "s"),
+    ("timeouts", "total"): (1.0, 86400.0, "s"),
+    ("usage", "retention_days"): (1, 36500, " days"),
+    ("relay", "max_concurrent_per_model"): (1, 1024, ""),
+}
 _PORTS = {("cluster", "port"), ("relay", "port"), ("api", "port")}
 _NON_NEGATIVE = {("routing", "hedge_after"), ("servers", "cost_input_per_1k"),
                  ("servers", "cost_output_per_1k"),
@@ -341,6 +354,10 @@ class _Builder:
                             index)
         if k in _POSITIVE and value <= 0:
             raise self.fail(table, key, f"expected a number above 0, got {value!r}", index)
+        if k in _RANGES and not _RANGES[k][0] <= value <= _RANGES[k][1]:
+            lo, hi, unit = _RANGES[k]
+            raise self.fail(table, key, f"expected {lo:g}{unit} to {hi:g}{unit}, got {value!r}",
+                            index)
         if k in _NON_NEGATIVE and value < 0:
             raise self.fail(table, key, f"expected 0 or more, got {value!r}", index)
         if k in _PORTS and not 1 <= value <= 65535:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -23,7 +23,8 @@ from ...core.config import Config
 from ...core.errors import AllFailed, LabrouterError, NoCandidate
 from ...core.peers import ModelInfo, Peer
 from ...relay.server import Site
-from .access import check_bind, host_of, is_loopback
+from . import guard
+from .access import check_bind
 from .dialects import Dialect, OllamaDialect, OpenAIDialect, now_iso, openai_error
 from .requests import (
     AUTO,
@@ -99,7 +100,9 @@ class FrontDoor:
         self.allow_lan = allow_lan
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
+        app = web.Application(client_max_size=MAX_BODY)
+        guard.install(app, allow_lan=self.allow_lan, max_body=MAX_BODY,
+                      allowed_origins=self.config.api.allowed_origins)
         r = app.router
         r.add_get("/", self._root)
         r.add_get("/api/version", self._version)
@@ -112,23 +115,6 @@ class FrontDoor:
         r.add_get("/v1/models/{model:.+}", self._openai_model)
         r.add_post("/v1/chat/completions", self._openai_chat)
         return app
-
-    # ------------------------------------------------------------ guard
-
-    @web.middleware
-    async def _guard(self, request: web.Request,
-                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                     ) -> web.StreamResponse:
-        if not self.allow_lan:
-            host = host_of(request.host or "")
-            origin = request.headers.get("Origin")
-            bad_origin = bool(origin) and origin != "null" and not is_loopback(
-                host_of(origin or "", with_scheme=True))
-            if not is_loopback(host) or bad_origin:
-                # a web page (DNS rebinding, cross-site POST) must not use the front door
-                return web.json_response({"error": "forbidden: not a local client"},
-                                         status=403)
-        return await handler(request)
 
     # ------------------------------------------------------------ model lists
 

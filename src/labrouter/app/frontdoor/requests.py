@@ -49,6 +49,13 @@ class Parsed:
                           options=self.options, messages=self.history)
 
 
+def _images(holder: Mapping[str, Any]) -> list[Any]:
+    images = holder.get("images") or []
+    if not isinstance(images, list):
+        raise BadRequest("images must be a list of base64 strings")
+    return images
+
+
 def _b64(data: str) -> bytes:
     if data.startswith("data:"):
         head, _, data = data.partition(",")
@@ -116,7 +123,7 @@ def parse_ollama_chat(body: Mapping[str, Any], routes: Mapping[str, Any]) -> Par
     for m in raw:
         if not isinstance(m, dict) or not isinstance(m.get("content", ""), str):
             raise BadRequest("each message needs a role and a string content")
-        imgs = tuple(_b64(i) for i in (m.get("images") or []) if isinstance(i, str))
+        imgs = tuple(_b64(i) for i in _images(m) if isinstance(i, str))
         msgs.append((str(m.get("role", "user")), m.get("content") or "", imgs))
     prompt, history, image = _conversation(msgs)
     return Parsed(model, route, concrete, prompt, history, image,
@@ -129,7 +136,7 @@ def parse_ollama_generate(body: Mapping[str, Any], routes: Mapping[str, Any]) ->
     if not isinstance(prompt, str) or not prompt.strip():
         raise BadRequest("prompt is required (labrouter does not load models on request)")
     system = body.get("system")
-    imgs = [_b64(i) for i in (body.get("images") or []) if isinstance(i, str)]
+    imgs = [_b64(i) for i in _images(body) if isinstance(i, str)]
     history = (ChatMessage("system", system),) if isinstance(system, str) and system else ()
     return Parsed(model, route, concrete, prompt, history, imgs[-1] if imgs else None,
                   _ollama_options(body), bool(body.get("stream", True)))
