@@ -106,7 +106,7 @@ daily_usd = 1.5
     ("[node]\nname = 'x'\n[cluster]\ninterval = 0.000001\n", 4,
      "cluster.interval: expected 0.05s to 60s"),
     ("[cluster]\ninterval = 1e300\n", 2, "cluster.interval: expected 0.05s to 60s"),
-    ("[timeouts]\nconnect = 1e9\n", 2, "timeouts.connect: expected 0.1s to 300s"),
+    ("[timeouts]\nconnect = 1e9\n", 2, "timeouts.connect: expected 0.05s to 300s"),
     ("[relay]\nmax_concurrent_per_model = 100000\n", 2, "expected 1 to 1024"),
     ("[usage]\nretention_days = 10000000\n", 2, "retention_days: expected 1 days"),
 ])

@@ -221,10 +221,10 @@ _POSITIVE = {("cluster", "interval"), ("timeouts", "connect"), ("timeouts", "fir
 #: clamps (docs/protocol.md: 50 ms .. 60 s), the rest where a value still makes sense
 _RANGES: dict[tuple[str, str], tuple[float, float, str]] = {
     ("cluster", "interval"): (0.05, 60.0, "s"),
-    ("timeouts", "connect"): (0.1, 300.0, "s"),
-    ("timeouts", "first_token"): (1.0, 3600.0, "s"),
-    ("timeouts", "gap"): (1.0, 3600.0, "s"),
-    ("timeouts", "total"): (1.0, 86400.0, "s"),
+    ("timeouts", "connect"): (0.05, 300.0, "s"),
+    ("timeouts", "first_token"): (0.1, 3600.0, "s"),
+    ("timeouts", "gap"): (0.1, 3600.0, "s"),
+    ("timeouts", "total"): (0.1, 86400.0, "s"),
     ("usage", "retention_days"): (1, 36500, " days"),
     ("relay", "max_concurrent_per_model"): (1, 1024, ""),
 }

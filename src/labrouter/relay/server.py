@@ -22,6 +22,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -42,6 +43,7 @@ from . import (
     options_from_json,
 )
 from .auth import ProofError, ProofVerifier
+from .listener import ConnectionLimits, GuardedListener, raise_open_file_limit
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,51 @@ class RelayHost(Protocol):
         ...
 
 
+class RefusalLog:
+    """Refused requests, logged once per source per ``every`` seconds with a count.
+
+    One WARNING per refused request let a single client erase the log's history in
+    minutes. Bounded: at most ``max_sources`` sources are remembered.
+    """
+
+    def __init__(self, every: float = 60.0, max_sources: int = 256,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.every, self.max_sources, self.clock = every, max_sources, clock
+        #: source -> (when last logged, refusals since, last reason)
+        self.sources: dict[str, tuple[float, int, str]] = {}
+
+    def refused(self, source: str, reason: str) -> None:
+        now = self.clock()
+        last, count, _ = self.sources.get(source, (-math.inf, 0, ""))
+        count += 1
+        if now - last < self.every:
+            self.sources[source] = (last, count, reason)
+            return
+        if source not in self.sources and len(self.sources) >= self.max_sources:
+            self.sources.pop(next(iter(self.sources)))
+        if count > 1:
+            log.warning("relay: refused %d requests from %s in the last %.0f s (last: %s)",
+                        count, source, now - last, reason)
+        else:
+            log.warning("relay: refused a request from %s: %s", source, reason)
+        self.sources[source] = (now, 0, reason)
+
+
+@web.middleware
+async def _close_on_http_error(request: web.Request,
+                               handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                               ) -> web.StreamResponse:
+    """Unknown paths and methods: a JSON error and the connection closed (no slot held)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        resp = _error(exc.status, "ProtocolError", exc.reason)
+        resp.force_close()
+        return resp
+
+
 def _error(status: int, kind: str, message: str, hint: str = "") -> web.Response:
     return web.json_response({"error": {"type": kind, "message": message, "hint": hint}},
                              status=status)
@@ -99,9 +146,10 @@ class RelayServer:
         self.clock = clock  # wall clock: the proof's timestamp is compared with it
         #: (server id, model) -> relay requests being served now
         self.active: dict[tuple[str, str], int] = {}
+        self.refusals = RefusalLog(clock=time.monotonic)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[_close_on_http_error])
         for name in ("info", "version", "models", "loaded", "show", "unload"):
             app.router.add_post(PREFIX + name, self._authed(self._simple))
         app.router.add_post(PREFIX + "chat", self._authed(self._chat))
@@ -132,12 +180,16 @@ class RelayServer:
             body = await request.read()
             self.verifier.check_body(headers, body)
         except ProofError as exc:
-            log.warning("relay: refused a request from %s: %s", request.remote, exc.reason)
-            return _error(401, "Unauthorized", exc.reason,
+            self.refusals.refused(request.remote or "?", exc.reason)
+            resp = _error(401, "Unauthorized", exc.reason,
                           "Both machines need the same cluster key (compare `labrouter key "
                           "show` on each) and clocks that agree within a minute.")
+            resp.force_close()  # a stranger gets no kept-alive connection to hold
+            return resp
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, "ProtocolError", "request body too large")
+            resp = _error(413, "ProtocolError", "request body too large")
+            resp.force_close()
+            return resp
         try:
             data = json.loads(body) if body else {}
         except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deep
@@ -307,12 +359,44 @@ class Site:
 
 
 class RelaySite(Site):
-    """Runs a ``RelayServer`` on a TLS socket; ``host`` None listens where peers reach it."""
+    """Runs a ``RelayServer`` on a TLS socket; ``host`` None listens where peers reach it.
+
+    Connections come in through ``listener.GuardedListener`` (limits per source and in
+    all, before the TLS handshake; a deadline for the handshake and the first request
+    head), and aiohttp keeps an idle connection only ``limits.keepalive`` seconds.
+    """
 
     def __init__(self, server: RelayServer, ssl_context: Any, port: int,
-                 host: str | None = None) -> None:
+                 host: str | None = None,
+                 limits: ConnectionLimits | None = None) -> None:
         super().__init__(server.app(), host, port, ssl_context)
         self.server = server
+        self.limits = limits or ConnectionLimits()
+        self.listener: GuardedListener | None = None
+
+    async def start(self) -> int:
+        changed = raise_open_file_limit()
+        if changed and changed[0] != changed[1]:
+            log.info("open-file limit raised from %d to %d", *changed)
+        self.runner = web.AppRunner(
+            self.app, handler_cancellation=True, access_log=None,
+            keepalive_timeout=self.limits.keepalive, lingering_time=2.0,
+            max_line_size=8190, max_field_size=8190)
+        await self.runner.setup()
+        server = self.runner.server
+        assert server is not None
+        self.listener = GuardedListener(server, self.ssl_context, self.limits)
+        try:
+            return await self.listener.start(self.host, self.port)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.listener is not None:
+            await self.listener.close()
+            self.listener = None
+        await super().stop()
 
 
 # ------------------------------------------------------------------ doctor check
