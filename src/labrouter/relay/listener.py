@@ -60,6 +60,7 @@ class _Conn:
     sock: socket.socket
     task: asyncio.Task[None] | None = None
     transport: asyncio.BaseTransport | None = None
+    started: bool = False  # asyncio owns the socket from here on: never close it ourselves
     headed: bool = False  # a whole request head arrived: a client, not a stranger (yet)
     head: bytearray = field(default_factory=bytearray)
     timer: asyncio.TimerHandle | None = None
@@ -199,6 +200,7 @@ class GuardedListener:
 
     async def _serve(self, conn: _Conn) -> None:
         loop = asyncio.get_running_loop()
+        conn.started = True
         try:
             await loop.connect_accepted_socket(
                 lambda: _Tracked(self, conn, self.factory()), conn.sock, ssl=self.ssl_context,
@@ -207,9 +209,10 @@ class GuardedListener:
             self._release(conn)
             raise
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            # asyncio has closed the transport and with it the socket
             self.stats.handshake_failed += 1
             log.debug("relay: TLS handshake with %s failed: %s", conn.source, exc)
-            self._drop(conn)
+            self._release(conn)
 
     def _deadline(self, conn: _Conn) -> None:
         if not conn.headed and not conn.closed:
@@ -217,13 +220,19 @@ class GuardedListener:
             self._drop(conn)
 
     def _drop(self, conn: _Conn) -> None:
-        """Close a connection wherever it is (handshake, headers, serving)."""
+        """Close a connection wherever it is (handshake, headers, serving).
+
+        Once asyncio has the socket, only its transport may close it: closing the socket
+        under a live transport frees the file descriptor for reuse while the event loop
+        still watches it.
+        """
         if conn.transport is not None:
             conn.transport.abort()  # type: ignore[attr-defined]
         elif conn.task is not None and not conn.task.done():
-            conn.task.cancel()
-        with contextlib.suppress(OSError):
-            conn.sock.close()
+            conn.task.cancel()  # in the handshake: asyncio closes what it made
+        if not conn.started:
+            with contextlib.suppress(OSError):
+                conn.sock.close()
         self._release(conn)
 
     def _release(self, conn: _Conn) -> None:
