@@ -399,3 +399,16 @@ def test_a_late_answer_to_a_challenge_proves_nothing() -> None:
     assert c is not None
     op = g.open(s.seal(wire.PROBE_ACK, {"c": c.hex()}, WALL), 10.5, WALL)
     assert op.promoted and op.answered_at == 10.0
+
+
+def test_a_challenge_is_reused_within_its_window_and_keeps_its_time() -> None:
+    g = gate()
+    s = wire.Sealer(KEY, SENDER, 1)
+    trust(g, s)
+    c1 = g.challenge(SENDER, 10.0, min_gap=0.0, reuse_within=1.0)
+    assert g.challenge(SENDER, 10.5, min_gap=0.0, reuse_within=1.0) == c1
+    op = g.open(s.seal(wire.PROBE_ACK, {"c": c1.hex()}, WALL), 10.7, WALL)  # type: ignore[union-attr]
+    assert op.answered_at == 10.0  # as of when it was first made
+    c2 = g.challenge(SENDER, 20.0, min_gap=0.0, reuse_within=1.0)
+    assert c2 is not None and c2 != c1
+    assert g.challenge(SENDER, 21.5, min_gap=0.0, reuse_within=1.0) != c2

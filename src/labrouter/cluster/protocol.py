@@ -189,7 +189,7 @@ class GossipNode:
             known = sender in self.table.peers and self.table.peers[sender].epoch == h.epoch
             if not fresh and (op.trusted or not known):
                 # stale or from a suspect node: a challenge; a new sender or epoch: trust
-                out += self._challenge(h.sender_id, src, now, wall)
+                out += self._challenge(h.sender_id, src, now, wall, reuse=op.trusted)
             return out
         if h.type == wire.PROBE_ACK:
             if op.answered_at is not None:
@@ -236,7 +236,7 @@ class GossipNode:
             # stale (held back or replayed), or from a node we hold suspect or down: kept
             # until the sender answers a challenge sent now
             self._pend(h.sender_id, ann, h.epoch, addr, now)
-            return self._challenge(h.sender_id, addr, now, wall)
+            return self._challenge(h.sender_id, addr, now, wall, reuse=True)
         self._apply(ann, sender, h.epoch, addr, now, seen=seen)
         if h.flags & wire.SOLICIT:
             body_, flags = wire.announce_body(self.self_peer(), self.interval,
@@ -286,8 +286,15 @@ class GossipNode:
         self._heard(sender, seen)
         return True
 
-    def _challenge(self, sender_id: bytes, addr: Addr, now: float, wall: float) -> list[Send]:
-        c = self.gate.challenge(sender_id, now, min_gap=0.25 * self.interval)
+    def _challenge(self, sender_id: bytes, addr: Addr, now: float, wall: float,
+                   reuse: bool = False) -> list[Send]:
+        """A PROBE to a sender. ``reuse`` (a trusted sender we hold suspect, down or stale):
+        the challenge still outstanding from the last interval is sent again rather than
+        replaced, so an answer already on its way still counts."""
+        if reuse:
+            c = self.gate.challenge(sender_id, now, min_gap=0.0, reuse_within=self.interval)
+        else:
+            c = self.gate.challenge(sender_id, now, min_gap=0.25 * self.interval)
         if c is None:
             return []
         return [Send(addr, self._seal(wire.PROBE, {"c": c.hex()}, wall))]
@@ -359,7 +366,8 @@ class GossipNode:
                 ps.sent, ps.last, ps.since = 0, -math.inf, p.since
             iv = self.table.interval_of(p)
             if ps.sent < PROBES and now - ps.last >= PROBE_GAP * iv and p.address:
-                c = self.gate.challenge(bytes.fromhex(p.node_id), now, min_gap=0.0)
+                c = self.gate.challenge(bytes.fromhex(p.node_id), now, min_gap=0.0,
+                                        reuse_within=iv)
                 if c is not None:
                     ps.sent += 1
                     ps.last = now

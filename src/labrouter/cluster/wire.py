@@ -315,11 +315,17 @@ class Gate:
             return Opened(h, body, trusted=True, promoted=True, answered_at=st.challenge_at)
         return Opened(h, body, trusted=False)
 
-    def challenge(self, sender_id: bytes, now: float, min_gap: float = 0.25) -> bytes | None:
-        """A fresh challenge for this sender, or None if one was sent less than min_gap ago."""
+    def challenge(self, sender_id: bytes, now: float, min_gap: float = 0.25,
+                  reuse_within: float = 0.0) -> bytes | None:
+        """A fresh challenge for this sender, or None if one was sent less than min_gap ago.
+
+        With ``reuse_within``, a challenge made less than that long ago is returned again
+        (its time unchanged: an answer proves life as of when it was first made)."""
         st = self.senders.get(sender_id)
         if st is None:
             return None
+        if st.challenge and now - st.challenge_at < reuse_within:
+            return st.challenge
         if st.challenge and now - st.challenge_at < min_gap:
             return None
         st.challenge = self.rand(16)

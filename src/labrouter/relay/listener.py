@@ -7,10 +7,10 @@ thousand of them used to exhaust the default file-handle limit and take the daem
 
 Owns ``GuardedListener``: it accepts connections itself and, *before* the TLS handshake,
 refuses a source address over ``per_source`` open connections; at ``total`` it makes room
-by closing the oldest connection that has not yet sent a whole request head (a stranger
-holding a slot), else refuses. Every connection must finish its TLS handshake and its
-first request's headers within ``header_timeout`` or is closed; idle keep-alive is
-aiohttp's ``keepalive_timeout`` (``RelaySite`` sets it). Also owns
+by closing, of the source with the most such connections, the oldest one that has not yet
+sent a whole request head (a stranger holding a slot), else refuses. Every connection
+must finish its TLS handshake and its first request's headers within ``header_timeout``
+or is closed; idle keep-alive is aiohttp's ``keepalive_timeout`` (``RelaySite`` sets it). Also owns
 ``raise_open_file_limit()``: the soft RLIMIT_NOFILE raised towards the hard one at start.
 
 Must not import app/, cluster/ or desktop packages.
@@ -182,7 +182,7 @@ class GuardedListener:
             sock.close()
             return
         if len(self.conns) >= lim.total:
-            victim = next((c for c in self.conns if not c.headed), None)
+            victim = self._victim()
             if victim is None:
                 self.stats.refused_total += 1
                 self._log_refusal(source, f"{lim.total} connections open")
@@ -197,6 +197,17 @@ class GuardedListener:
         loop = asyncio.get_running_loop()
         conn.timer = loop.call_later(lim.header_timeout, self._deadline, conn)
         conn.task = asyncio.create_task(self._serve(conn))
+
+    def _victim(self) -> _Conn | None:
+        """The connection to close for room: of the source holding the most connections,
+        its oldest one without a request head. Not simply the oldest in all: under a flood
+        the strangers' connections are all young, and a peer's handshake would be first."""
+        waiting = [c for c in self.conns if not c.headed]
+        if not waiting:
+            return None
+        counts = Counter(c.source for c in waiting)
+        top = max(counts, key=lambda src: counts[src])
+        return next(c for c in waiting if c.source == top)
 
     async def _serve(self, conn: _Conn) -> None:
         loop = asyncio.get_running_loop()
