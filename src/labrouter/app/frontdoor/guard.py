@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
 from yarl import URL
 
 from .access import host_of, is_loopback
@@ -51,7 +52,7 @@ def _refuse(status: int, message: str) -> web.Response:
 
 
 def local_only(*, allow_lan: bool = False, allowed_origins: Iterable[str] = (),
-               max_body: int) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+               max_body: int) -> Middleware:
     """The middleware; ``allowed_origins`` are compared after ``normalize_origin``."""
     allowed = {o for o in (normalize_origin(x) for x in allowed_origins) if o}
 
