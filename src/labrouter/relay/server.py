@@ -428,18 +428,19 @@ def listening_addresses(port: int) -> list[str]:
     macOS lists every process's sockets only to root: then the processes this user may
     see are asked one by one (Ollama runs as the user).
     """
+    # (local address, status) of every TCP socket we may see
+    found: list[tuple[Any, str]] = []
     try:
-        conns = psutil.net_connections(kind="tcp")
+        found = [(c.laddr, c.status) for c in psutil.net_connections(kind="tcp")]
     except psutil.AccessDenied:
-        conns = []
         for proc in psutil.process_iter():
             with contextlib.suppress(psutil.Error):
-                conns.extend(proc.net_connections(kind="tcp"))
+                found += [(c.laddr, c.status) for c in proc.net_connections(kind="tcp")]
     except (psutil.Error, OSError) as exc:
         log.debug("cannot list listening sockets: %s", exc)
         return []
-    return sorted({c.laddr.ip for c in conns
-                   if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port})
+    return sorted({str(laddr.ip) for laddr, status in found
+                   if status == psutil.CONN_LISTEN and laddr and laddr.port == port})
 
 
 def _exposed(addresses: list[str]) -> list[str]:
