@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..ask import Asker, DirectConnector
 from ..cluster.keys import load_keyring
@@ -31,13 +32,16 @@ from ..core.errors import BackendError, KeyringError
 from ..core.health import FaultBook
 from ..core.policy import Candidate
 from ..core.usage import UsageRecord
-from ..relay.client import KeySource, RelayConnector
+from ..relay.connector import KeySource, RelayConnector
 from .askproxy import register_ask
 from .daemon import Daemon
-from .http_services import DaemonRelayHost, FrontDoorService, RelayService, RouterService
 from .local import load_speeds
 from .settings import Context
 from .usagelog import UsageLog
+
+if TYPE_CHECKING:  # the services (aiohttp) are imported by build_runtime: a command's
+    # local_asker with only local servers never loads them
+    from .http_services import FrontDoorService, RelayService, RouterService
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,8 @@ def build_runtime(ctx: Context, *, monitor: Monitor | None = None,
                   clock: Callable[[], float] = time.monotonic,
                   wall: Callable[[], float] = time.time) -> Runtime:
     """Everything `labrouter run` starts, wired; nothing runs until ``daemon.serve()``."""
+    from .http_services import DaemonRelayHost, FrontDoorService, RelayService, RouterService
+
     config, paths = ctx.config, ctx.paths
     daemon = Daemon(ctx, monitor=monitor, clock=clock, wall=wall)
 

@@ -1,10 +1,12 @@
 """How a failed HTTP exchange becomes a ``core.errors`` type: one table for both clients.
 
-Owns ``FAILURES``, the table from the exceptions of httpx (``backends/_http.py``) and of
-aiohttp (``relay/client.py``) to what happened, and ``transport_error``, which turns one
-into the ``BackendError`` the fallover logic decides on, with one wording for both. The
-decision uses the exception's type and whether the answer had started (``mid_stream``),
-never its message text. Cancellation is not an error here: it is never caught.
+Owns the table (``classify``) from the exceptions of httpx (``backends/_http.py``) and of
+aiohttp (``relay/client.py``; its rows are made only once something imported aiohttp, so
+a process that speaks only httpx never loads it) to what happened, and
+``transport_error``, which turns one into the ``BackendError`` the fallover logic decides
+on, with one wording for both. The decision uses the exception's type and whether the
+answer had started (``mid_stream``), never its message text. Cancellation is not an
+error here: it is never caught.
 
 Must not import ``app``, ``relay`` or desktop packages.
 """
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import sys
+from typing import Any
 
-import aiohttp
 import httpx
 
 from ..core.config import TimeoutConfig
@@ -34,8 +37,7 @@ class Failure(enum.Enum):
 
 
 #: first match wins, so a subclass comes before its base class
-FAILURES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Failure], ...] = (
-    # httpx
+_HTTPX: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Failure], ...] = (
     (httpx.ConnectTimeout, Failure.CONNECT_TIMEOUT),
     (httpx.TimeoutException, Failure.READ_TIMEOUT),
     (httpx.ConnectError, Failure.UNREACHABLE),
@@ -44,22 +46,46 @@ FAILURES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Fai
     ((httpx.ReadError, httpx.WriteError), Failure.CONNECTION_LOST),
     (httpx.DecodingError, Failure.UNDECODABLE),
     (httpx.TransportError, Failure.UNREACHABLE),
-    # aiohttp
-    (aiohttp.ServerFingerprintMismatch, Failure.PIN_MISMATCH),
-    (aiohttp.ConnectionTimeoutError, Failure.CONNECT_TIMEOUT),
-    ((aiohttp.ServerTimeoutError, asyncio.TimeoutError), Failure.READ_TIMEOUT),
-    (aiohttp.ClientConnectorError, Failure.UNREACHABLE),
-    ((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError),
-     Failure.CONNECTION_LOST),
-    ((aiohttp.ClientPayloadError, aiohttp.ClientResponseError), Failure.BROKEN_HTTP),
-    (aiohttp.InvalidURL, Failure.BAD_URL),
-    ((aiohttp.ClientError, OSError), Failure.UNREACHABLE),
 )
+#: what any library may raise, after the libraries' own types
+_GENERIC: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Failure], ...] = (
+    (asyncio.TimeoutError, Failure.READ_TIMEOUT),
+    (ConnectionError, Failure.CONNECTION_LOST),
+    (OSError, Failure.UNREACHABLE),
+)
+_aiohttp_table: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Failure],
+                      ...] | None = None
+
+
+def _aiohttp() -> Any:
+    """aiohttp if something imported it: an aiohttp error cannot exist otherwise, and a
+    process that talks only httpx (``labrouter ask`` to local servers) need not load it."""
+    return sys.modules.get("aiohttp")
+
+
+def _table() -> tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Failure],
+                      ...]:
+    global _aiohttp_table
+    aiohttp = _aiohttp()
+    if aiohttp is None:
+        return _HTTPX + _GENERIC
+    if _aiohttp_table is None:
+        _aiohttp_table = (
+            (aiohttp.ServerFingerprintMismatch, Failure.PIN_MISMATCH),
+            (aiohttp.ConnectionTimeoutError, Failure.CONNECT_TIMEOUT),
+            (aiohttp.ServerTimeoutError, Failure.READ_TIMEOUT),
+            (aiohttp.ClientConnectorError, Failure.UNREACHABLE),
+            ((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError), Failure.CONNECTION_LOST),
+            ((aiohttp.ClientPayloadError, aiohttp.ClientResponseError), Failure.BROKEN_HTTP),
+            (aiohttp.InvalidURL, Failure.BAD_URL),
+            (aiohttp.ClientError, Failure.UNREACHABLE),
+        )
+    return _HTTPX + _aiohttp_table + _GENERIC
 
 
 def classify(exc: BaseException) -> Failure | None:
     """What happened, or None for an exception no HTTP library raises (a bug)."""
-    for types, failure in FAILURES:
+    for types, failure in _table():
         if isinstance(exc, types):
             return failure
     return None
@@ -78,9 +104,10 @@ def transport_error(exc: BaseException, where: str, what: str, timeouts: Timeout
         return timeout_error(timeouts, "connect", where, what)
     if failure is Failure.READ_TIMEOUT:
         return timeout_error(timeouts, "gap" if mid_stream else "first_token", where, what)
-    if isinstance(exc, aiohttp.ServerFingerprintMismatch):
+    if failure is Failure.PIN_MISMATCH:
         return Unreachable(
-            f"{where}: the certificate at {exc.host}:{exc.port} is not the one this peer "
+            f"{where}: the certificate at {getattr(exc, 'host', '?')}:{getattr(exc, 'port', '?')} "
+            "is not the one this peer "
             "announced; nothing was sent to it",
             hint="Another device may be answering on that address. If the peer made a new "
                  "certificate, it is picked up from its next announcement.")

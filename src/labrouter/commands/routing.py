@@ -215,7 +215,7 @@ async def _ask_async(args: argparse.Namespace, ctx: Context, text: str, image: b
     from ..app.runtime import local_asker
     from ..ask import Asker, AskRequest
     from ..core.errors import AllFailed, NoCandidate
-    from ..relay.client import RelayConnector
+    from ..relay.connector import RelayConnector
 
     # through the running daemon's Asker (one speed table, one in-flight count, one
     # stickiness history); without a daemon, the same Asker built here
