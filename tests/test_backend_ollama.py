@@ -391,3 +391,34 @@ async def test_a_plain_http_client_builds_no_tls_context(srv: FakeOllama) -> Non
     tls = make_client("https://api.example.invalid/v1", FAST)
     assert not isinstance(tls._transport, PlainHTTPTransport)  # a cloud server verifies
     await tls.aclose()
+
+
+async def test_a_kept_connection_the_server_closed_is_replaced() -> None:
+    # a server that answers one request per connection and closes the connection when the
+    # next request comes on it (as llama.cpp does with a connection it timed out just then)
+    conns = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal conns
+        conns += 1
+        await reader.readuntil(b"\r\n\r\n")
+        body = b'{"version": "0.12.6"}'
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        try:
+            await reader.readuntil(b"\r\n\r\n")  # the next request on this connection
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()  # ... is never answered
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    b = OllamaBackend(f"http://127.0.0.1:{port}", FAST)
+    try:
+        async with asyncio.timeout(GUARD):
+            assert [await b.version() for _ in range(3)] == ["0.12.6"] * 3
+    finally:
+        await b.aclose()
+        server.close()
+    assert conns >= 3

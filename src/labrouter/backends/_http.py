@@ -177,6 +177,20 @@ class HttpSide:
 
     # ------------------------------------------------------------ requests
 
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        """Send a request, streaming its response.
+
+        Connections are kept between requests (every response is read to its end); a
+        server closes an idle one on its own time (llama.cpp's after a few seconds), and if
+        that happens just as the connection is reused, the request fails before any
+        response: it is sent once more, on a new connection. A second failure is the
+        server's own.
+        """
+        try:
+            return await self.client.send(request, stream=True)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            return await self.client.send(request, stream=True)
+
     async def request_json(self, method: str, path: str, what: str, *,
                            body: Mapping[str, Any] | None = None, model: str = "",
                            api_key_env: str = "") -> Any:
@@ -187,8 +201,7 @@ class HttpSide:
         """
         dl = Deadlines.begin(self.timeouts)
         request = self.client.build_request(method, path, json=body)
-        response = await self.wait(self.client.send(request, stream=True), "first_token",
-                                   what, dl)
+        response = await self.wait(self.send(request), "first_token", what, dl)
         try:
             await self.raise_for_status(response, what, model=model, api_key_env=api_key_env,
                                         dl=dl)
@@ -202,8 +215,8 @@ class HttpSide:
                           api_key_env: str = "") -> httpx.Response:
         """Send a streaming POST and return the response once its headers are in."""
         request = self.client.build_request("POST", path, json=body)
-        response: httpx.Response = await self.wait(
-            self.client.send(request, stream=True), "first_token", what, dl)
+        response: httpx.Response = await self.wait(self.send(request), "first_token", what,
+                                                   dl)
         try:
             await self.raise_for_status(response, what, model=model, api_key_env=api_key_env,
                                         dl=dl)
