@@ -29,7 +29,7 @@ from ..core.errors import DaemonError
 from ..core.peers import Peer, ServerState
 from ..core.policy import SpeedBook
 from ..relay.auth import ProofVerifier
-from ..relay.client import RelayConnector
+from ..relay.connector import RelayConnector
 from ..relay.server import RelayServer, RelaySite
 from ..relay.tls import ensure_identity
 from .frontdoor import AskerLike, FrontDoor, FrontDoorSite, check_bind
