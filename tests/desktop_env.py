@@ -480,6 +480,8 @@ class Daemon:
         pass
     def on_change(self, cb):
         pass
+    def service_states(self):
+        return []
 
 async def ask(req, on_start=None, on_text=None):
     raise RuntimeError

@@ -41,6 +41,9 @@ class FakeDaemon:
     def snapshot(self) -> list[Peer]:
         return list(self.peers)
 
+    def service_states(self) -> list[Any]:
+        return []
+
     def pause(self, reason: str, until: float | None) -> None:
         self.pauses.append((reason, until))
         self.peers = [dataclasses.replace(self.peers[0], paused=True, pause_reason=reason,

@@ -178,3 +178,24 @@ def test_a_taken_port_is_reported_and_the_service_comes_up_when_it_is_free(
     log = daemon.stderr.read().decode()
     assert "front door not started: cannot open the API port" in log
     assert "front door is up after" in log and "Traceback" not in log
+
+
+def test_the_tray_menu_names_a_service_that_does_not_run() -> None:
+    from labrouter.core.peers import Peer
+    from labrouter.desktop.tray.view import TrayActions, TrayView, build_menu
+
+    def nothing(*_: object) -> None:
+        return None
+
+    actions = TrayActions(ask_selection=nothing, pause=nothing, resume=nothing,
+                          copy_answer=nothing, toggle_autostart=nothing, open_config=nothing,
+                          open_usage=nothing, quit=nothing)
+    me = (Peer(node_id="me", name="mac", is_self=True),)
+    down = ServiceState("front door", RETRYING, "address already in use", attempts=2,
+                        retry_in=4)
+    menu = build_menu(TrayView(peers=me, services_down=(down.text(),)), actions)
+    texts = [m.text for m in menu]
+    assert "Not running: front door RETRYING (address already in use; attempt 3 in 4 s)" \
+        in texts
+    assert not any(t.startswith("Not running") for t in
+                   (m.text for m in build_menu(TrayView(peers=me), actions)))

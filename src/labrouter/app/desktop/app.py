@@ -40,7 +40,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,6 +58,7 @@ from ...desktop.tray import (
     cluster_state,
     tooltip,
 )
+from ..services import ServiceState
 from ..settings import Context
 from .history import RecentStore
 from .login import LoginItem
@@ -89,6 +90,8 @@ class DaemonLike(Protocol):
     def resume(self) -> Any: ...
 
     def on_change(self, callback: Callable[[], Any]) -> Any: ...
+
+    def service_states(self) -> Sequence[ServiceState]: ...
 
 
 class StreamAsker(Protocol):
@@ -580,8 +583,10 @@ class DesktopApp:
         busy = ""
         if self.busy_text and self.current is not None and self.current.active:
             busy = f"{self.busy_text} {elapsed_text(self.clock() - self.current.t0)}"
+        down = tuple(s.text() for s in self.daemon.service_states() if not s.ok)
         return TrayView(peers=tuple(self.daemon.snapshot()), recent=tuple(self.recent),
-                        autostart=self.autostart_state, busy=busy, hotkey=self.hotkey_text)
+                        autostart=self.autostart_state, busy=busy, hotkey=self.hotkey_text,
+                        services_down=down)
 
     def refresh(self) -> None:
         """Rebuild the tray from the daemon's table (on the loop; the tray marshals)."""

@@ -136,6 +136,8 @@ class TrayView:
     autostart: bool | None = None  # None: start at login is not available here
     busy: str = ""  # "Asking qwen3:4b on mac-mini (quick)… 12 s" while a request runs
     hotkey: str = ""
+    # this machine's services that should run and do not: "front door RETRYING (...)"
+    services_down: tuple[str, ...] = ()
 
     @property
     def me(self) -> Peer | None:
@@ -162,6 +164,8 @@ def build_menu(view: TrayView, actions: TrayActions) -> tuple[MenuItem, ...]:
     me = view.me
     items.append(MenuItem(f"labrouter: {_STATE_WORDS[cluster_state(view.peers)]}",
                           enabled=False))
+    for text in view.services_down:
+        items.append(MenuItem(f"Not running: {text}", enabled=False))
     if view.busy:
         items.append(MenuItem(view.busy, enabled=False))
         if actions.cancel is not None:
