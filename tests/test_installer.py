@@ -175,6 +175,11 @@ def test_install_upgrade_uninstall(tmp_path: Path) -> None:
             cp = sh(launcher, "status", timeout=30)
             assert cp.returncode == 0, cp.stdout + cp.stderr
             assert cp.stdout.strip()
+            # the last line says which services run (relay and front door are off here)
+            last = install_out.strip().splitlines()[-1]
+            assert "; services: control up" in last, install_out
+            assert "relay off ([relay] enabled = false)" in last
+            assert "RETRYING" not in last and "FAILED" not in last
 
         # the upgrade also joins, with the code `init` printed (a machine may re-join)
         code = re.search(r"\bLR1-[A-Z0-9-]+", install_out) if "join" in commands else None
