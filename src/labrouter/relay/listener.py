@@ -6,8 +6,9 @@ it stays open, and each TLS connection costs a file handle and a few hundred KiB
 thousand of them used to exhaust the default file-handle limit and take the daemon down.
 
 Owns ``GuardedListener``: it accepts connections itself and, *before* the TLS handshake,
-refuses a source address over ``per_source`` open connections; at ``total`` it makes room
-by closing, of the source with the most such connections, the oldest one that has not yet
+refuses a source address over ``per_source`` open connections; at ``total`` it refuses an
+address that holds ``per_source_when_full`` already, and makes room for any other by
+closing, of the source with the most such connections, the oldest one that has not yet
 sent a whole request head (a stranger holding a slot), else refuses. Every connection
 must finish its TLS handshake and its first request's headers within ``header_timeout``
 or is closed; idle keep-alive is aiohttp's ``keepalive_timeout`` (``RelaySite`` sets it). Also owns
@@ -39,6 +40,7 @@ MAX_HEAD = 64 * 1024  # bytes looked at for the end of the first request head
 class ConnectionLimits:
     per_source: int = 32  # open connections from one address (a busy peer uses a few)
     total: int = 256  # open connections in all (far below the file-handle limit)
+    per_source_when_full: int = 4  # at ``total``, an address holding this many is refused
     header_timeout: float = 5.0  # TLS handshake + the first request's headers, seconds
     keepalive: float = 20.0  # idle keep-alive (the relay client's own is 15 s)
 
@@ -182,6 +184,13 @@ class GuardedListener:
             sock.close()
             return
         if len(self.conns) >= lim.total:
+            if self.by_source[source] >= lim.per_source_when_full:
+                # full, and this address holds several already: refused before any TLS
+                # work (evicting for it would only trade one stranger for another)
+                self.stats.refused_total += 1
+                self._log_refusal(source, f"{lim.total} connections open")
+                sock.close()
+                return
             victim = self._victim()
             if victim is None:
                 self.stats.refused_total += 1
