@@ -333,3 +333,32 @@ async def test_nothing_listening_is_unreachable(tmp_path: Path) -> None:
     with pytest.raises(Unreachable, match="cannot reach"):
         await collect(client)
     await client.aclose()
+
+
+async def test_a_request_served_for_a_peer_is_logged_under_the_peers_name(node: Node) -> None:
+    from labrouter.core.usage import UsageRecord, summarise
+
+    served: list[UsageRecord] = []
+    node.server.on_served = served.append
+    node.server.node_name = "gpu"
+    named = RelayBackend("127.0.0.1", node.port, node.identity.fingerprint, "ollama", KEY,
+                         FAST, peer_name="gpu", requester="mac\x1b[31m", route="code")
+    old = node.client()  # an older peer: sends no name, so its address stands in
+    try:
+        assert await collect(named) == node.fake.answer_for("qwen3:4b")
+        with pytest.raises(ModelNotFound):
+            await collect(named, model="nope:1b")
+        assert await collect(old)
+    finally:
+        await named.aclose()
+        await old.aclose()
+    ok, failed, anon = served
+    assert (ok.served_for, ok.node, ok.server, ok.model, ok.route, ok.outcome, ok.source) == \
+        ("mac[31m", "gpu", "ollama", "qwen3:4b", "code", "ok", "relay")
+    assert ok.completion_tokens > 0 and ok.finish_reason == "stop"
+    assert ok.duration_ms >= ok.ttft_ms > 0
+    assert (failed.outcome, failed.model, failed.completion_tokens) == ("failed", "nope:1b", 0)
+    assert anon.served_for == "127.0.0.1" and anon.route == ""
+    s = summarise(served)
+    assert s.requests == 0 and s.served_for_requests == 3  # work for others, not ours
+    assert s.by_node["gpu"].peer_requests == 3

@@ -119,6 +119,26 @@ async def test_a_request_on_one_daemon_is_answered_through_the_others_relay(
     assert [x.path for x in b.fake.received if x.path == "/api/chat"] == ["/api/chat"]
     assert not [x for x in a.fake.received if x.path == "/api/chat"]
 
+    # the machine that did the work logs it under the asker's name ("served for others")
+    from labrouter.app.usagelog import UsageLog
+    from labrouter.core.usage import summarise
+
+    served = [r for r in UsageLog(b.daemon.paths.data_dir).read(1)[0] if r.served_for]
+    assert [(r.served_for, r.node, r.model, r.outcome) for r in served] == [
+        ("mac", "gpu", "qwen2.5-coder:7b", "ok")]
+    s = summarise(UsageLog(b.daemon.paths.data_dir).read(1)[0])
+    assert s.served_for_requests == 1 and s.requests == 0
+    # and the asking machine's usage page, on its front door, shows where it went
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{a.api.bound_port}/usage?range=today"
+        async with http.get(url) as page:
+            assert page.status == 200 and page.headers["X-Frame-Options"] == "DENY"
+            assert "qwen2.5-coder:7b" in await page.text()
+        async with http.get(url, headers={"Host": "rebound.example"}) as page:
+            assert page.status == 403
+
     # the second machine pauses: its relay refuses and `auto:code` falls back to the mac
     b.daemon.pause("rented out")
     r = await client.chat(model="auto:code", stream=False,

@@ -19,15 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from aiohttp import web
 
 from ..backends.base import Backend
 from ..core.config import Config, ServerConfig, TimeoutConfig
 from ..core.errors import DaemonError
 from ..core.peers import Peer, ServerState
 from ..core.policy import SpeedBook
+from ..core.usage import UsageRecord
 from ..relay.auth import ProofVerifier
 from ..relay.connector import RelayConnector
 from ..relay.server import RelayServer, RelaySite
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
     from .daemon import Daemon, SelfInfo
 
 log = logging.getLogger(__name__)
+
+PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class DaemonRelayHost:
@@ -82,6 +87,14 @@ class DaemonRelayHost:
             return backend
         return None
 
+    def peer_name(self, address: str) -> str | None:
+        """The name of the peer at ``address`` (for a request from an older peer that
+        sends no name)."""
+        for peer in self.daemon.snapshot():
+            if not peer.is_self and peer.address == address:
+                return str(peer.name)
+        return None
+
     def paused(self) -> str | None:
         ps = self.daemon.pause_state
         return (ps.reason or "") if ps.paused else None
@@ -102,8 +115,11 @@ class RelayService:
 
     def __init__(self, config: Config, tls_dir: Path, keys: Callable[[], list[bytes]],
                  host: DaemonRelayHost, self_info: SelfInfo, bind: str | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None,
+                 on_served: Callable[[UsageRecord], None] | None = None) -> None:
         self.config = config
+        # each request served for a peer, as a usage record (this machine's usage log)
+        self.on_served = on_served
         self.tls_dir = tls_dir
         # every key of the (re)loaded keyring is accepted: asked on each request
         self.keys = keys
@@ -123,7 +139,8 @@ class RelayService:
         identity = await asyncio.to_thread(ensure_identity, self.tls_dir, write_private,
                                            f"labrouter {cfg.node.name}")
         verifier = ProofVerifier(self.keys)
-        server = RelayServer(self.host, verifier, cfg.relay.max_concurrent_per_model)
+        server = RelayServer(self.host, verifier, cfg.relay.max_concurrent_per_model,
+                             on_served=self.on_served, node_name=cfg.node.name)
         bind = self.bind
         if bind is None:
             bind = cfg.cluster.bind if cfg.cluster.bind not in ("", "0.0.0.0", "::") else None
@@ -156,8 +173,10 @@ class FrontDoorService:
     """The Ollama/OpenAI API on ``[api] bind:port`` (127.0.0.1:47813 by default)."""
 
     def __init__(self, asker: AskerLike, peers: Callable[[], list[Peer]], config: Config,
-                 port: int | None = None) -> None:
+                 port: int | None = None, pages: Mapping[str, PageHandler] | None = None
+                 ) -> None:
         self.asker = asker
+        self.pages = dict(pages or {})  # extra GET pages: the usage page
         self.peers = peers
         self.config = config
         self.port = port  # None: [api] port; 0: any free port (tests)
@@ -170,6 +189,7 @@ class FrontDoorService:
             return None
         check_bind(api.bind, api.allow_lan)
         door = FrontDoor(self.asker, self.peers, self.config, allow_lan=api.allow_lan)
+        door.pages.update(self.pages)
         port = api.port if self.port is None else self.port
         self.site = FrontDoorSite(door, api.bind, port)
         try:

@@ -142,6 +142,11 @@ def stacked_columns(buckets: Sequence[tuple[str, dict[str, int]]], routes: Seque
         x = left + i * slot + (slot - bar) / 2
         y = top + plot_h
         total = sum(counts.values())
+        if total:
+            detail = ", ".join(f"{counts[r]} {r}" for r in routes if counts.get(r))
+            name = f"{label}:00" if label.isdigit() else label
+            out.append(f"<g><title>{_e(name)}: {total} request{'s' if total != 1 else ''} "
+                       f"({_e(detail)})</title>")
         for route in routes:
             c = counts.get(route, 0)
             if not c:
@@ -149,10 +154,9 @@ def stacked_columns(buckets: Sequence[tuple[str, dict[str, int]]], routes: Seque
             bh = plot_h * c / ymax
             y -= bh
             out.append(f'<rect class="{colours.cls(route)}" x="{x:.1f}" y="{y:.1f}" '
-                       f'width="{bar:.1f}" height="{bh:.1f}" rx="1.5"><title>{_e(label)}: '
-                       f'{c} {_e(route)}</title></rect>')
+                       f'width="{bar:.1f}" height="{bh:.1f}" rx="1.5"/>')
         if total:
-            out.append(f'<title>{_e(label)}: {total} requests</title>')
+            out.append("</g>")
         if i % label_every == 0:
             out.append(f'<text class="axis" x="{x + bar / 2:.1f}" y="{h - 6}" '
                        f'text-anchor="middle">{_e(label)}</text>')
@@ -211,6 +215,7 @@ main{max-width:1120px;margin:0 auto;padding:20px 24px 40px}
 header{display:flex;align-items:baseline;justify-content:space-between;flex-wrap:wrap;gap:8px}
 h1{font-size:20px;margin:0}h1 small{color:var(--muted);font-weight:400;font-size:14px}
 h2{font-size:15px;margin:0 0 10px}
+nav.off{display:none}
 nav a{display:inline-block;padding:4px 12px;border:1px solid var(--line);border-radius:999px;
 color:var(--fg);text-decoration:none;margin-left:6px;background:var(--card)}
 nav a.on{background:var(--accent);border-color:var(--accent);color:var(--on-accent)}
@@ -547,9 +552,9 @@ def _range_phrase(range_key: str) -> str:
 
 
 def is_local_request(host: str, remote: str | None) -> bool:
-    from .frontdoor import _host_of, is_loopback
+    from .frontdoor.access import host_of, is_loopback
 
-    return is_loopback(_host_of(host)) and remote is not None and is_loopback(remote)
+    return is_loopback(host_of(host)) and remote is not None and is_loopback(remote)
 
 
 def usage_handler(read: Callable[[int], tuple[list[UsageRecord], int]],
@@ -575,3 +580,65 @@ def usage_handler(read: Callable[[int], tuple[list[UsageRecord], int]],
         return web.Response(body=body.encode("utf-8"), headers=page_headers())
 
     return handler
+
+
+def settings_from(config: Any) -> PageSettings:
+    return PageSettings(node=config.node.name, daily_budget_usd=config.budget.daily_usd,
+                        log_prompts=config.usage.log_prompts)
+
+
+def page_url(config: Any, range_key: str = DEFAULT_RANGE, timeout: float = 1.0) -> str | None:
+    """The live page's address when this machine's front door answers as labrouter (not
+    some other program on the port), else None. Talks to loopback only, no proxy."""
+    import json
+    import urllib.request
+
+    from .frontdoor.access import is_loopback
+
+    api = config.api
+    if not api.enabled:
+        return None
+    host = api.bind if is_loopback(api.bind) else "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    base = f"http://{host}:{api.port}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(base + "/api/version", timeout=timeout) as resp:
+            data = json.loads(resp.read(65536))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or "labrouter" not in data:
+        return None
+    return f"{base}/usage?range={range_key}"
+
+
+def write_snapshot(ctx: Any, range_key: str = DEFAULT_RANGE) -> str:
+    """The page as a file in the data folder (private: it may hold prompts); its URI."""
+    from .paths import write_private
+    from .usagelog import UsageLog
+
+    records, bad = UsageLog(ctx.paths.data_dir, ctx.config.usage.retention_days).read(
+        range_days(range_key))
+    page = render_page(records, range_key, time.time(), settings_from(ctx.config), skipped=bad)
+    # a file has no ?range=: its range links would lead nowhere, so they are left out
+    page = page.replace("<nav>", '<nav class="off">', 1)
+    path = ctx.paths.data_dir / "usage.html"
+    write_private(path, page.encode("utf-8"))
+    return path.as_uri()
+
+
+def open_page(ctx: Any, range_key: str = DEFAULT_RANGE,
+              browser: Callable[[str], bool] | None = None) -> tuple[str, bool]:
+    """Open the usage page in the web browser: the daemon's live page when its front door
+    answers, else a snapshot file. Returns (what was opened, whether a browser started).
+    Blocking: run it in a thread from the event loop."""
+    import webbrowser
+
+    url = page_url(ctx.config, range_key) or write_snapshot(ctx, range_key)
+    open_url = browser or webbrowser.open
+    try:
+        ok = bool(open_url(url))
+    except Exception:  # noqa: BLE001 - a broken browser setup: say where the page is
+        ok = False
+    return url, ok

@@ -9,6 +9,7 @@ headless server never imports a desktop package.
 COMMAND_MODULES = (
     "config",
     "routing",
+    "stats",
     "cluster",
     "daemon",
     "autostart",

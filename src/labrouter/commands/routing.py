@@ -1,4 +1,4 @@
-"""CLI commands: `route`, `ask` and `stats`."""
+"""CLI commands: `route` and `ask` (`stats` is commands/stats.py)."""
 
 from __future__ import annotations
 
@@ -51,11 +51,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a.add_argument("--json", action="store_true",
                    help="print one JSON object with the answer and the record")
     a.set_defaults(handler=_ask)
-
-    s = sub.add_parser("stats", help="requests and tokens per route, model and node")
-    s.add_argument("--days", type=int, default=7, help="how many days back (default 7)")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(handler=_stats)
 
 
 def _read_text(parts: list[str]) -> str:
@@ -335,40 +330,3 @@ def _hand_to_daemon(ctx: Context, text: str) -> bool:
     except Exception:  # noqa: BLE001 - no usable daemon: answer here instead
         return False
     return isinstance(reply, dict) and "outcome" in reply
-
-
-def _stats(args: argparse.Namespace, ctx: Context) -> int:
-    from ..app.usagelog import UsageLog
-    from ..core.usage import summarise
-
-    if args.days < 1:
-        raise UsageError("--days must be 1 or more")
-    records, bad = UsageLog(ctx.paths.data_dir).read(args.days)
-    s = summarise(records)
-    if args.json:
-        d = s.to_dict()
-        d["days"] = args.days
-        d["skipped_lines"] = bad
-        print(json.dumps(d, indent=2))
-        return 0
-    if not s.requests:
-        print(f"no requests in the last {args.days} day(s) (logs in {ctx.paths.data_dir})"
-              + (f"; {bad} unreadable line(s) skipped" if bad else ""))
-        return 0
-    print(f"last {args.days} day(s): {s.requests} requests, {s.answered} answered, "
-          f"{s.tokens} tokens, {s.fallovers} fell over"
-          + (f", ${s.cost_usd:.2f} cloud" if s.cost_usd else ""))
-    for title, table in (("route", s.by_route), ("model", s.by_model), ("node", s.by_node)):
-        print(f"\nby {title}:")
-        width = max(len(k) for k in table) if table else 5
-        for k, g in table.items():
-            line = f"  {k:<{width}}  {g.requests:>5} req  {g.share * 100:5.1f}%  {g.tokens:>8} tok"
-            if title == "route":
-                line += f"  median {g.median_ms / 1000:.2f} s"
-            print(line)
-    quick = s.by_route.get("quick")
-    if quick:
-        print(f"\n{quick.share * 100:.0f}% of your requests went to the quick route.")
-    if bad:
-        print(f"({bad} unreadable line(s) skipped)")
-    return 0

@@ -77,7 +77,7 @@ class UsageRecord:
             kwargs["fallbacks"] = tuple(fallbacks)
         elif fallbacks is not None:
             kwargs["fallbacks"] = ()
-        if not _REQUIRED <= kwargs.keys():
+        if not kwargs.keys() >= _REQUIRED:
             raise ValueError("missing " + ", ".join(sorted(_REQUIRED - kwargs.keys())))
         # every field was checked above and every default is immutable, so the frozen
         # __init__ (one object.__setattr__ per field: half the time of reading a year of

@@ -78,8 +78,13 @@ class RelayBackend:
                  key: bytes | KeySource, timeouts: TimeoutConfig | None = None, *,
                  kind: str = "ollama", peer_name: str = "",
                  session: aiohttp.ClientSession | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 requester: str = "", route: str = "") -> None:
         self.kind = kind
+        # who asks and on which route: the peer logs the request it serves under this
+        # machine's name, so its owner sees where its GPU went
+        self.requester = requester
+        self.route = route
         self.server_id = server_id
         self.peer_name = peer_name or address
         self.base = f"https://{_hostport(address, port)}"
@@ -233,8 +238,12 @@ class RelayBackend:
                     options: ChatOptions | None) -> AsyncIterator[ChatChunk]:
         what = f"chat with {model}"
         dl = Deadlines.begin(self.timeouts)
-        payload = {"model": model, "messages": messages_to_json(messages),
-                   "options": options_to_json(options)}
+        payload: dict[str, Any] = {"model": model, "messages": messages_to_json(messages),
+                                   "options": options_to_json(options)}
+        if self.requester:
+            payload["for"] = {"node": self.requester}
+        if self.route:
+            payload["route"] = self.route
         # the relay sends its headers with the first chunk, so this wait covers the load
         resp = await self._open("chat", payload, dl)
         dl.got_token()

@@ -100,8 +100,9 @@ class RelayConnector:
     """
 
     def __init__(self, key: bytes | KeySource, timeouts: TimeoutConfig | None = None,
-                 direct: Connector | None = None) -> None:
+                 direct: Connector | None = None, node_name: str = "") -> None:
         self.key = _key_source(key)
+        self.node_name = node_name  # this machine's, sent with each chat to a peer
         self.timeouts = timeouts or TimeoutConfig()
         self._direct = direct
         self._own: dict[tuple[str, str, str], Backend] = {}
@@ -118,7 +119,8 @@ class RelayConnector:
                 session = self._sessions[k] = new_session(self.timeouts)
             return RelayBackend(peer.address, peer.relay_port, peer.cert_fingerprint,
                                 server.id, self.key, self.timeouts, kind=server.kind,
-                                peer_name=peer.name, session=session)
+                                peer_name=peer.name, session=session,
+                                requester=self.node_name, route=candidate.route)
         if self._direct is not None:
             return self._direct(candidate)
         if not peer.is_self:

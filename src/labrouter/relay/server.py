@@ -5,7 +5,10 @@ JSON in, JSON or NDJSON out; see docs/relay.md), the key-proof check on every re
 (``auth.ProofVerifier``: 401 without valid proof, replays refused), and the destination's own
 rules: a paused node answers 503 with its reason, a model already serving
 ``max_concurrent_per_model`` relay requests answers 429, and every request being served is
-counted in the host's in-flight table (which the announcements carry).
+counted in the host's in-flight table (which the announcements carry). Every chat served
+for a peer becomes a ``UsageRecord`` with ``served_for`` = the peer's name, handed to
+``on_served`` (the daemon appends it to this machine's usage log), so the owner of the
+machine sees where its GPU went.
 
 Also owns ``ollama_exposure()``, the doctor's check that Ollama listens on every interface,
 which the relay makes unnecessary.
@@ -34,6 +37,7 @@ from aiohttp import web
 
 from ..backends.base import Backend
 from ..core.errors import BackendError, Refused
+from ..core.usage import UsageRecord
 from . import (
     RELAY_PROTOCOL,
     chunk_to_json,
@@ -124,6 +128,19 @@ async def _close_on_http_error(request: web.Request,
         return resp
 
 
+#: what a served request's record may carry from the peer's claims (names, a route)
+_NAME_MAX = 64
+
+
+def _claimed(value: Any) -> str:
+    """A name the peer sent, fit for a log line: a short string without control
+    characters, else "" (the peer holds the cluster key, but its text is still input)."""
+    if not isinstance(value, str):
+        return ""
+    text = "".join(ch for ch in value if ch.isprintable()).strip()
+    return text[:_NAME_MAX]
+
+
 def _error(status: int, kind: str, message: str, hint: str = "") -> web.Response:
     return web.json_response({"error": {"type": kind, "message": message, "hint": hint}},
                              status=status)
@@ -139,11 +156,17 @@ class RelayServer:
 
     def __init__(self, host: RelayHost, verifier: ProofVerifier,
                  max_concurrent_per_model: int = 2,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_served: Callable[[UsageRecord], None] | None = None,
+                 node_name: str = "",
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.host = host
         self.verifier = verifier
         self.max_per_model = max_concurrent_per_model
         self.clock = clock  # wall clock: the proof's timestamp is compared with it
+        self.on_served = on_served
+        self.node_name = node_name  # this machine's name, for the served records
+        self.monotonic = monotonic
         #: (server id, model) -> relay requests being served now
         self.active: dict[tuple[str, str], int] = {}
         self.refusals = RefusalLog(clock=time.monotonic)
@@ -268,9 +291,12 @@ class RelayServer:
         self.active[key] = self.active.get(key, 0) + 1
         self.host.in_flight[server_id] = self.host.in_flight.get(server_id, 0) + 1
         self.host.in_flight_changed()
+        served = _Served(self.clock(), self.monotonic(), server_id, model,
+                         self._peer_name(request, data), _claimed(data.get("route")))
         try:
-            return await self._stream(request, backend, model, messages, options)
+            return await self._stream(request, backend, model, messages, options, served)
         finally:
+            self._log_served(served)
             self.active[key] -= 1
             if not self.active[key]:
                 del self.active[key]
@@ -281,10 +307,43 @@ class RelayServer:
                 self.host.in_flight.pop(server_id, None)
             self.host.in_flight_changed()
 
+    def _peer_name(self, request: web.Request, data: Mapping[str, Any]) -> str:
+        """Who asked: the name the peer sent, else what the host knows of its address,
+        else the address itself (an older peer sends no name)."""
+        claim = data.get("for")
+        name = _claimed(claim.get("node")) if isinstance(claim, dict) else _claimed(claim)
+        if name:
+            return name
+        address = request.remote or ""
+        lookup = getattr(self.host, "peer_name", None)
+        if lookup is not None and address:
+            with contextlib.suppress(Exception):
+                name = _claimed(lookup(address))
+        return name or address or "?"
+
+    def _log_served(self, served: _Served) -> None:
+        if self.on_served is None:
+            return
+        end = self.monotonic()
+        text_tokens = max(1, served.chars // 4) if served.chars else 0  # no usage came
+        try:
+            self.on_served(UsageRecord(
+                ts=served.ts, route=served.route, node=self.node_name,
+                server=served.server, model=served.model, outcome=served.outcome,
+                prompt_tokens=served.prompt_tokens,
+                completion_tokens=served.completion_tokens or text_tokens,
+                ttft_ms=round(((served.first or end) - served.start) * 1000, 1),
+                duration_ms=round((end - served.start) * 1000, 1), source="relay",
+                classified_route=served.route, finish_reason=served.finish_reason,
+                served_for=served.peer))
+        except Exception:  # noqa: BLE001 - a lost log line must not break the relay
+            log.exception("relay: could not log a request served for %s", served.peer)
+
     async def _stream(self, request: web.Request, backend: Backend, model: str,
-                      messages: Any, options: Any) -> web.StreamResponse:
+                      messages: Any, options: Any, served: _Served) -> web.StreamResponse:
         stream = backend.chat(model, messages, options)
         it = aiter(stream)
+        served.outcome = "cancelled"  # until the answer's last chunk went out
         try:
             # wait for the first chunk before sending headers, so an error before any text
             # (no such model, server down, load timeout) travels as a proper HTTP status
@@ -293,23 +352,31 @@ class RelayServer:
             except StopAsyncIteration:
                 first = None
             except BackendError as exc:
+                served.outcome, served.finish_reason = "failed", "error"
                 return _backend_error(exc)
+            served.first = self.monotonic()
             resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson",
                                                "Cache-Control": "no-store"})
             await resp.prepare(request)
             try:
                 if first is not None:
+                    served.add(first)
                     await resp.write(_line(chunk_to_json(first)))
                     try:
                         async for chunk in it:
+                            served.add(chunk)
                             await resp.write(_line(chunk_to_json(chunk)))
                     except BackendError as exc:
                         # headers are gone: the error travels as the last line, Ollama-style
+                        served.outcome, served.finish_reason = "failed", "error"
                         await resp.write(_line(error_to_json(exc)))
                 await resp.write_eof()
+                if served.outcome == "cancelled":
+                    served.outcome = "ok"
             except ConnectionResetError:
                 # the client went away mid-answer; closing the stream below stops upstream
                 log.debug("relay: client %s went away mid-answer", request.remote)
+                served.finish_reason = "cancelled"
             return resp
         finally:
             # closing the stream early (client gone, error) aborts the upstream request,
@@ -318,6 +385,28 @@ class RelayServer:
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
+
+
+class _Served:
+    """What the relay learns of one chat it serves for a peer, for its usage record."""
+
+    def __init__(self, ts: float, start: float, server: str, model: str, peer: str,
+                 route: str) -> None:
+        self.ts, self.start, self.server, self.model = ts, start, server, model
+        self.peer, self.route = peer, route
+        self.first: float | None = None
+        self.outcome = "failed"
+        self.finish_reason = ""
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.chars = 0
+
+    def add(self, chunk: Any) -> None:
+        self.chars += len(chunk.text)
+        if chunk.done:
+            self.prompt_tokens = chunk.prompt_tokens or 0
+            self.completion_tokens = chunk.completion_tokens or 0
+            self.finish_reason = chunk.done_reason or "stop"
 
 
 def _line(obj: Any) -> bytes:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -98,6 +98,8 @@ class FrontDoor:
         self.peers = peers
         self.config = config
         self.allow_lan = allow_lan
+        #: extra GET pages (path -> handler), e.g. the usage page; added before app()
+        self.pages: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
@@ -114,6 +116,8 @@ class FrontDoor:
         r.add_get("/v1/models", self._openai_models)
         r.add_get("/v1/models/{model:.+}", self._openai_model)
         r.add_post("/v1/chat/completions", self._openai_chat)
+        for path, page in self.pages.items():
+            r.add_get(path, page)
         return app
 
     # ------------------------------------------------------------ model lists
