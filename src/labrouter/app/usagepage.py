@@ -203,11 +203,11 @@ _CSS = """
 :root{color-scheme:light dark;--bg:#f6f7f9;--card:#fff;--fg:#1d2330;--muted:#667085;
 --line:#e4e7ec;--track:#eef0f3;--accent:#2563eb;--on-accent:#fff;--bad:#c2410c;
 --c1:#3b82f6;--c2:#10b981;--c3:#a855f7;--c4:#f59e0b;--c5:#ec4899;--c6:#14b8a6;--c7:#84cc16;
---c8:#94a3b8;--peer:#f97316}
+--c8:#94a3b8;--peer:#f97316;--budget:#dc2626}
 @media (prefers-color-scheme:dark){:root{--bg:#0f1216;--card:#181c22;--fg:#e6e8ec;
 --muted:#9aa3b2;--line:#2a3038;--track:#232830;--accent:#60a5fa;--on-accent:#0f1216;--bad:#fb923c;
 --c1:#60a5fa;--c2:#34d399;--c3:#c084fc;--c4:#fbbf24;--c5:#f472b6;--c6:#2dd4bf;--c7:#a3e635;
---c8:#94a3b8;--peer:#fb923c}}
+--c8:#94a3b8;--peer:#fb923c;--budget:#f87171}}
 *{box-sizing:border-box}
 body{margin:0;background:var(--bg);color:var(--fg);
 font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif}
@@ -232,7 +232,7 @@ margin:16px 0}
 svg.chart{width:100%;height:auto;display:block}
 svg.hbar{width:100%;height:12px;display:block}
 .grid{stroke:var(--line);stroke-width:1}.axis{fill:var(--muted);font-size:11px}
-.track{fill:var(--track)}.whisker{fill:var(--muted)}.budget{stroke:var(--bad);
+.track{fill:var(--track)}.whisker{fill:var(--muted)}.budget{stroke:var(--budget);
 stroke-width:1.5;stroke-dasharray:5 4}
 .c1{fill:var(--c1);background:var(--c1)}.c2{fill:var(--c2);background:var(--c2)}
 .c3{fill:var(--c3);background:var(--c3)}.c4{fill:var(--c4);background:var(--c4)}
@@ -430,7 +430,7 @@ def _spend_card(s: Summary, settings: PageSettings, buckets: Sequence[str],
         return (f'<div class="card"><h2>Cloud spend against the daily budget</h2>{bar}'
                 f'<p>{fmt_usd(spent_today)} of {fmt_usd(budget)} today '
                 f'({spent_today / budget * 100:.0f}%).</p></div>')
-    w, h, left, bottom, top = 760, 140, 46, 8, 10
+    w, h, left, bottom, top = 760, 150, 46, 22, 10
     plot_w, plot_h = w - left - 8, h - bottom - top
     values = [s.day_cost.get(d, 0.0) for d in buckets]
     ymax, step = axis(max([*values, budget * 1.1, 0.01]), 2)
@@ -446,9 +446,14 @@ def _spend_card(s: Summary, settings: PageSettings, buckets: Sequence[str],
     for i, v in enumerate(values):
         bh = plot_h * v / ymax
         x = left + i * slot + (slot - bar_w) / 2
-        out.append(f'<rect class="c4" x="{x:.1f}" y="{top + plot_h - bh:.1f}" '
+        out.append(f'<rect class="c6" x="{x:.1f}" y="{top + plot_h - bh:.1f}" '
                    f'width="{bar_w:.1f}" height="{bh:.1f}" rx="1.5"><title>{buckets[i]}: '
                    f'{fmt_usd(v)}</title></rect>')
+        if i % (1 if len(values) <= 7 else 5) == 0:
+            day = dt.date.fromisoformat(buckets[i])
+            label = day.strftime("%a %d" if len(values) <= 7 else "%d %b")
+            out.append(f'<text class="axis" x="{x + bar_w / 2:.1f}" y="{h - 6}" '
+                       f'text-anchor="middle">{label}</text>')
     if budget:
         y = top + plot_h - plot_h * budget / ymax
         out.append(f'<line class="budget" x1="{left}" x2="{w - 8}" y1="{y:.1f}" y2="{y:.1f}">'
@@ -519,7 +524,8 @@ def render_page(records: Sequence[UsageRecord], range_key: str, now: float,
     foot = (f'<footer>Generated {time.strftime("%Y-%m-%d %H:%M", time.localtime(now))} from '
             "this machine's usage log"
             + (f"; {skipped} unreadable line(s) skipped" if skipped else "")
-            + ". `labrouter stats` shows the same in a terminal.</footer></main></body></html>")
+            + ". <code>labrouter stats</code> shows the same in a terminal.</footer></main>"
+            "</body></html>")
     if not records:
         return (head + f'<div class="card empty">No requests {_e(_range_phrase(range_key))}.'
                 "</div>" + foot)

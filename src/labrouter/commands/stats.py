@@ -88,15 +88,13 @@ def charset_for(stream: TextIO, force_ascii: bool = False) -> Charset:
 
 
 def _stats(args: argparse.Namespace, ctx: Context) -> int:
-    from ..app.usagelog import UsageLog
-    from ..core.usage import summarise
+    from ..app.usagestats import summarise_days
 
     if args.days < 1:
         raise UsageError("--days must be 1 or more")
     if args.open:
         return _open(args, ctx)
-    records, bad = UsageLog(ctx.paths.data_dir).read(args.days)
-    s = summarise(records)
+    s, bad = summarise_days(ctx.paths.data_dir, args.days, time.time())
     if args.json:
         d = s.to_dict()
         d["days"] = args.days

@@ -15,6 +15,7 @@ import json
 import math
 import statistics
 import time
+from array import array
 from collections.abc import Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
@@ -190,6 +191,33 @@ class Group:
     def p95_ttft_ms(self) -> float:
         return percentile(self.ttfts, 95)
 
+    _STATE = ("requests", "tokens", "busy_ms", "cost_usd", "peer_requests", "peer_tokens",
+              "peer_busy_ms", "durations", "ttfts")
+
+    def merge(self, other: Group) -> None:
+        self.requests += other.requests
+        self.tokens += other.tokens
+        self.busy_ms += other.busy_ms
+        self.cost_usd += other.cost_usd
+        self.peer_requests += other.peer_requests
+        self.peer_tokens += other.peer_tokens
+        self.peer_busy_ms += other.peer_busy_ms
+        self.durations.extend(other.durations)
+        self.ttfts.extend(other.ttfts)
+
+    def state(self) -> list[Any]:
+        return [getattr(self, k) for k in self._STATE]
+
+    @classmethod
+    def from_state(cls, state: list[Any]) -> Group:
+        (requests, tokens, busy, cost, peer_requests, peer_tokens, peer_busy, durations,
+         ttfts) = state
+        return cls(requests=int(requests), tokens=int(tokens), busy_ms=float(busy),
+                   cost_usd=float(cost), peer_requests=int(peer_requests),
+                   peer_tokens=int(peer_tokens), peer_busy_ms=float(peer_busy),
+                   # array() checks and converts in C: a year of cached days is ~600k figures
+                   durations=list(array("d", durations)), ttfts=list(array("d", ttfts)))
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "requests": self.requests, "tokens": self.tokens, "share": round(self.share, 4),
@@ -213,6 +241,25 @@ class RouteFlow:
     #: why requests of this route were answered on another route -> how many
     reasons: dict[str, int] = field(default_factory=dict)
     unanswered: int = 0
+
+    def merge(self, other: RouteFlow) -> None:
+        self.requests += other.requests
+        self.unanswered += other.unanswered
+        for k, n in other.answered.items():
+            self.answered[k] = self.answered.get(k, 0) + n
+        for why, n in other.reasons.items():
+            self.reasons[why] = self.reasons.get(why, 0) + n
+
+    def state(self) -> dict[str, Any]:
+        return {"requests": self.requests, "unanswered": self.unanswered,
+                "answered": [[r, m, n] for (r, m), n in self.answered.items()],
+                "reasons": self.reasons}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> RouteFlow:
+        return cls(requests=int(d["requests"]), unanswered=int(d["unanswered"]),
+                   answered={(str(r), str(m)): int(n) for r, m, n in d["answered"]},
+                   reasons={str(k): int(v) for k, v in d["reasons"].items()})
 
     def to_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "unanswered": self.unanswered,
@@ -240,6 +287,52 @@ class Summary:
     #: "YYYY-MM-DD" (local time) -> serving route -> own requests
     days: dict[str, dict[str, int]] = field(default_factory=dict)
     day_cost: dict[str, float] = field(default_factory=dict)
+
+    _COUNTS = ("requests", "answered", "tokens", "cost_usd", "fallovers")
+    _GROUPS = ("by_route", "by_model", "by_node", "served_for")
+
+    def merge(self, other: Summary) -> None:
+        """Add another tally (of other days) to this one."""
+        for k in self._COUNTS:
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        for k in self._GROUPS:
+            mine: dict[str, Group] = getattr(self, k)
+            for key, g in getattr(other, k).items():
+                mine.setdefault(key, Group()).merge(g)
+        for key, flow in other.flows.items():
+            self.flows.setdefault(key, RouteFlow()).merge(flow)
+        for why, n in other.fallover_reasons.items():
+            self.fallover_reasons[why] = self.fallover_reasons.get(why, 0) + n
+        for day, routes in other.days.items():
+            mine_day = self.days.setdefault(day, {})
+            for route, n in routes.items():
+                mine_day[route] = mine_day.get(route, 0) + n
+        for day, usd in other.day_cost.items():
+            self.day_cost[day] = self.day_cost.get(day, 0.0) + usd
+
+    def state(self) -> dict[str, Any]:
+        """A tally as JSON-able data (a day's tally is cached in this form)."""
+        d: dict[str, Any] = {k: getattr(self, k) for k in self._COUNTS}
+        for k in self._GROUPS:
+            d[k] = {key: g.state() for key, g in getattr(self, k).items()}
+        d["flows"] = {k: f.state() for k, f in self.flows.items()}
+        d.update(fallover_reasons=self.fallover_reasons, days=self.days,
+                 day_cost=self.day_cost)
+        return d
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> Summary:
+        """The tally of ``state()``; ValueError, KeyError or TypeError when it is damaged."""
+        s = cls(requests=int(d["requests"]), answered=int(d["answered"]),
+                tokens=int(d["tokens"]), cost_usd=float(d["cost_usd"]),
+                fallovers=int(d["fallovers"]))
+        for k in cls._GROUPS:
+            setattr(s, k, {str(key): Group.from_state(g) for key, g in d[k].items()})
+        s.flows = {str(k): RouteFlow.from_state(f) for k, f in d["flows"].items()}
+        s.fallover_reasons = {str(k): int(v) for k, v in d["fallover_reasons"].items()}
+        s.days = {str(day): {str(r): int(n) for r, n in v.items()} for day, v in d["days"].items()}
+        s.day_cost = {str(k): float(v) for k, v in d["day_cost"].items()}
+        return s
 
     @property
     def served_for_requests(self) -> int:
@@ -304,7 +397,14 @@ def day_of(ts: float) -> str:
 
 
 def summarise(records: Iterable[UsageRecord]) -> Summary:
-    s = Summary()
+    """The figures of ``records``: ``tally`` then ``finish``."""
+    return finish(tally(records))
+
+
+def tally(records: Iterable[UsageRecord], s: Summary | None = None) -> Summary:
+    """Add ``records`` to ``s`` (a new Summary when None) without ordering or shares, so
+    that tallies of separate days can be kept, merged and finished later."""
+    s = Summary() if s is None else s
     day_cache: dict[int, str] = {}
     for r in records:
         tokens = r.prompt_tokens + r.completion_tokens
@@ -374,6 +474,11 @@ def summarise(records: Iterable[UsageRecord]) -> Summary:
             if answered:
                 g.durations.append(r.duration_ms)
                 g.ttfts.append(r.ttft_ms)
+    return s
+
+
+def finish(s: Summary) -> Summary:
+    """Shares and order (biggest first) of a tally; returns ``s``."""
     for table in (s.by_route, s.by_model, s.by_node, s.served_for):
         total = sum(g.requests for g in table.values()) or 1
         for g in table.values():
