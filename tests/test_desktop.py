@@ -636,7 +636,7 @@ def test_menu_lists_machines_and_the_actions() -> None:
     assert "  Loaded: qwen3:4b" in texts
     assert "Ask about selection (<ctrl>+<alt>+<space>)" in texts
     assert tray.find_item(menu, "Start at login").checked is True
-    for text in ("Open configuration", "Open usage statistics", "Quit labrouter"):
+    for text in ("Open configuration", "Usage", "Quit labrouter"):
         item = tray.find_item(menu, text)
         assert item.action is not None
         item.action()

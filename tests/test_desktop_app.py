@@ -350,14 +350,25 @@ async def test_menu_copy_recent_answer(ctx: Context) -> None:
     assert a.cb.text == "the full answer"
 
 
-async def test_menu_open_config_and_usage(ctx: Context) -> None:
+async def test_menu_open_config_and_usage(ctx: Context,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from labrouter.app import usagepage
+
     a = App(ctx)
     await a.start()
     a.app.menu_open_config()
     assert a.opened == [ctx.paths.config_file.parent]  # no file yet: its folder
+    # the daemon's front door answers: the tray opens its live usage page
+    monkeypatch.setattr(usagepage, "page_url",
+                        lambda config, range_key="7d": f"http://127.0.0.1:1/usage?range={range_key}")
     await a.app._open_usage()
-    assert a.opened[-1].name == "usage-summary.txt"
-    assert "labrouter usage, last 7 days" in a.opened[-1].read_text()
+    assert a.opened[-1] == "http://127.0.0.1:1/usage?range=7d"
+    # no front door (the API is off): a snapshot of the page, a private file
+    monkeypatch.setattr(usagepage, "page_url", lambda config, range_key="7d": None)
+    await a.app._open_usage()
+    opened = str(a.opened[-1])
+    assert opened.startswith("file://") and opened.endswith("/usage.html")
+    assert "<title>labrouter usage" in (ctx.paths.data_dir / "usage.html").read_text()
 
 
 class FakeLogin:

@@ -634,14 +634,19 @@ def write_snapshot(ctx: Any, range_key: str = DEFAULT_RANGE) -> str:
     return path.as_uri()
 
 
+def page_address(ctx: Any, range_key: str = DEFAULT_RANGE) -> str:
+    """Where the page is: the daemon's live page when its front door answers, else a
+    snapshot file (its ``file:`` URI). Blocking: run it in a thread from the event loop."""
+    return page_url(ctx.config, range_key) or write_snapshot(ctx, range_key)
+
+
 def open_page(ctx: Any, range_key: str = DEFAULT_RANGE,
               browser: Callable[[str], bool] | None = None) -> tuple[str, bool]:
-    """Open the usage page in the web browser: the daemon's live page when its front door
-    answers, else a snapshot file. Returns (what was opened, whether a browser started).
-    Blocking: run it in a thread from the event loop."""
+    """Open the usage page in the web browser (see ``page_address``). Returns (what was
+    opened, whether a browser started). Blocking."""
     import webbrowser
 
-    url = page_url(ctx.config, range_key) or write_snapshot(ctx, range_key)
+    url = page_address(ctx, range_key)
     open_url = browser or webbrowser.open
     try:
         ok = bool(open_url(url))

@@ -65,7 +65,6 @@ from .login import LoginItem
 from .opener import open_path
 from .parts import DesktopParts
 from .question import elapsed_text, instruction_for, plain_failure
-from .usage_report import usage_report
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ class DesktopApp:
 
     def __init__(self, ctx: Context, daemon: DaemonLike, asker: StreamAsker,
                  parts: DesktopParts, *, login: LoginItem | None = None,
-                 opener: Callable[[Path], None] = open_path,
+                 opener: Callable[[Path | str], None] = open_path,
                  wall: Callable[[], float] = time.time,
                  clock: Callable[[], float] = time.monotonic,
                  stop_daemon: Callable[[], None] | None = None,
@@ -576,8 +575,10 @@ class DesktopApp:
         self.refresh()
 
     async def _open_usage(self) -> None:
-        path = await asyncio.to_thread(usage_report, self.ctx)
-        self.opener(path)
+        from ..usagepage import page_address
+
+        # the daemon's own front door serves the page; a snapshot file when it is off
+        self.opener(await asyncio.to_thread(page_address, self.ctx))
 
     def view(self) -> TrayView:
         busy = ""

@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 
-def open_path(path: Path) -> None:
-    """Open a file or folder with the desktop's default application; never blocks."""
+def open_path(path: Path | str) -> None:
+    """Open a file, a folder or a URL with the desktop's default application (for a URL,
+    the web browser); never blocks."""
     if sys.platform == "win32":
         os.startfile(str(path))  # type: ignore[attr-defined]
         return

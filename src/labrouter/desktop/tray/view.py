@@ -196,7 +196,7 @@ def build_menu(view: TrayView, actions: TrayActions) -> tuple[MenuItem, ...]:
     items.append(MenuItem("Start at login", actions.toggle_autostart,
                           checked=bool(view.autostart), enabled=view.autostart is not None))
     items.append(MenuItem("Open configuration", actions.open_config))
-    items.append(MenuItem("Open usage statistics", actions.open_usage))
+    items.append(MenuItem("Usage", actions.open_usage))
     items.append(SEPARATOR)
     items.append(MenuItem("Quit labrouter", actions.quit))
     return tuple(items)
