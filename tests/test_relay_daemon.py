@@ -144,6 +144,10 @@ async def test_a_request_on_one_daemon_is_answered_through_the_others_relay(
     r = await client.chat(model="auto:code", stream=False,
                           messages=[{"role": "user", "content": "def f(): pass"}])
     assert r.message.content == a.fake.answer_for("qwen3:4b")
+    # and the asking machine's statistics say so: a code prompt answered by the quick model
+    s = summarise(UsageLog(a.daemon.paths.data_dir).read(1)[0])
+    assert [(c, r, n) for c, r, n, _why in s.crossings()] == [("code", "quick", 1)]
+    assert s.fallovers == 1
 
 
 async def test_the_daemons_asker_learns_speeds_and_keeps_them_across_a_restart(

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from ..ask import Asker, DirectConnector
 from ..cluster.keys import load_keyring
 from ..cluster.monitor import Monitor
+from ..core.config import Config
 from ..core.errors import BackendError, KeyringError
 from ..core.health import FaultBook
 from ..core.policy import Candidate
@@ -38,10 +39,11 @@ from .daemon import Daemon
 from .local import load_speeds
 from .settings import Context
 from .usagelog import UsageLog
+from .usagepage import settings_from, usage_handler
 
 if TYPE_CHECKING:  # the services (aiohttp) are imported by build_runtime: a command's
     # local_asker with only local servers never loads them
-    from .http_services import FrontDoorService, RelayService, RouterService
+    from .http_services import FrontDoorService, PageHandler, RelayService, RouterService
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +86,15 @@ def build_runtime(ctx: Context, *, monitor: Monitor | None = None,
     def server_failed(cand: Candidate, exc: BackendError) -> None:
         daemon.report_failure(cand.peer.node_id, cand.server.id)
 
-    connector = RelayConnector(active_key, config.timeouts, DirectConnector(config))
+    # the node name goes with each chat to a peer, which logs it as "served for" us
+    connector = RelayConnector(active_key, config.timeouts, DirectConnector(config),
+                               node_name=config.node.name)
     speeds = load_speeds(paths.speeds_file)
     # faults the Asker remembers are announced (degraded) and probed by the monitor
     faults = FaultBook()
     daemon.monitor.attach_faults(faults, daemon.node_id, clock)
-    asker = Asker(config, daemon.snapshot, speeds=speeds,
-                  usage_log=UsageLog(paths.data_dir, config.usage.retention_days),
+    usage_log = UsageLog(paths.data_dir, config.usage.retention_days)
+    asker = Asker(config, daemon.snapshot, speeds=speeds, usage_log=usage_log,
                   connector=connector, on_server_failed=server_failed,
                   suspect=daemon.suspect_servers, in_flight=daemon.in_flight,
                   clock=clock, wall=wall, faults=faults)
@@ -98,8 +102,10 @@ def build_runtime(ctx: Context, *, monitor: Monitor | None = None,
     relay = RelayService(config, paths.tls_dir,
                          keys=lambda: list(daemon.keyring.keys.values()),
                          host=DaemonRelayHost(daemon, config.timeouts),
-                         self_info=daemon.self_info, bind=ports.relay_bind, port=ports.relay)
-    front_door = FrontDoorService(asker, daemon.snapshot, config, port=ports.api)
+                         self_info=daemon.self_info, bind=ports.relay_bind, port=ports.relay,
+                         on_served=usage_log.append)
+    front_door = FrontDoorService(asker, daemon.snapshot, config, port=ports.api,
+                                  pages={"/usage": usage_page(usage_log, config, wall)})
     daemon.add_service(router)
     # named: `status`, `doctor` and the tray show whether they run; retried while the
     # port is taken
@@ -109,6 +115,13 @@ def build_runtime(ctx: Context, *, monitor: Monitor | None = None,
                        off="" if config.api.enabled else "[api] enabled = false")
     register_ask(daemon.control, asker)
     return Runtime(ctx, daemon, asker, connector, router, relay, front_door)
+
+
+def usage_page(usage_log: UsageLog, config: Config, wall: Callable[[], float]
+               ) -> PageHandler:
+    """The front door's ``/usage`` page over this machine's usage log."""
+    settings = settings_from(config)
+    return usage_handler(usage_log.read, lambda: settings, clock=wall)
 
 
 def keyring_key(ctx: Context) -> KeySource:
@@ -128,7 +141,8 @@ def local_asker(ctx: Context, peers: Callable[[], list],  # type: ignore[type-ar
     usage log, peers through the relay with the key file's key. The caller closes the
     connector and saves the speeds (``local.save_speeds``)."""
     config, paths = ctx.config, ctx.paths
-    connector = RelayConnector(keyring_key(ctx), config.timeouts, DirectConnector(config))
+    connector = RelayConnector(keyring_key(ctx), config.timeouts, DirectConnector(config),
+                               node_name=config.node.name)
     log_ = UsageLog(paths.data_dir, config.usage.retention_days)
     asker = Asker(config, peers, speeds=load_speeds(paths.speeds_file), usage_log=log_,
                   connector=connector, on_server_failed=on_server_failed)

@@ -447,8 +447,9 @@ def tally(records: Iterable[UsageRecord], s: Summary | None = None) -> Summary:
             key = (route, r.model or "?")
             flow.answered[key] = flow.answered.get(key, 0) + 1
             if crossed:
-                why = (f"no {classified} model was up" if not r.fallbacks else
-                       f"the {classified} model failed")
+                # the last try that failed says why the route was left
+                why = (reason_kind(str(r.fallbacks[-1].get("reason", ""))) if r.fallbacks
+                       else f"no {classified} model was up")
                 flow.reasons[why] = flow.reasons.get(why, 0) + 1
         else:
             flow.unanswered += 1
