@@ -362,3 +362,27 @@ async def test_a_request_served_for_a_peer_is_logged_under_the_peers_name(node: 
     s = summarise(served)
     assert s.requests == 0 and s.served_for_requests == 3  # work for others, not ours
     assert s.by_node["gpu"].peer_requests == 3
+
+
+async def test_a_peer_that_hangs_up_is_logged_as_cancelled(tmp_path: Path) -> None:
+    from labrouter.core.usage import UsageRecord
+
+    node = await start_node(tmp_path, tokens_per_s=20.0,
+                            answer="one two three four five six seven eight nine ten " * 4)
+    served: list[UsageRecord] = []
+    node.server.on_served = served.append
+    client = RelayBackend("127.0.0.1", node.port, node.identity.fingerprint, "ollama", KEY,
+                          FAST, peer_name="gpu", requester="mac")
+    try:
+        stream = client.chat("qwen3:4b", [ChatMessage("user", "count")], ChatOptions())
+        assert (await anext(aiter(stream))).text
+        await stream.aclose()  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while not served and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    finally:
+        await client.aclose()
+        await stop_node(node)
+    (r,) = served
+    assert (r.served_for, r.outcome) == ("mac", "cancelled")
+    assert 0 < r.completion_tokens  # what was sent before the hang-up, roughly counted
