@@ -385,4 +385,4 @@ async def test_a_peer_that_hangs_up_is_logged_as_cancelled(tmp_path: Path) -> No
         await stop_node(node)
     (r,) = served
     assert (r.served_for, r.outcome) == ("mac", "cancelled")
-    assert 0 < r.completion_tokens  # what was sent before the hang-up, roughly counted
+    assert r.completion_tokens > 0  # what was sent before the hang-up, roughly counted

@@ -631,7 +631,7 @@ def write_snapshot(ctx: Any, range_key: str = DEFAULT_RANGE) -> str:
     page = page.replace("<nav>", '<nav class="off">', 1)
     path = ctx.paths.data_dir / "usage.html"
     write_private(path, page.encode("utf-8"))
-    return path.as_uri()
+    return str(path.as_uri())
 
 
 def page_address(ctx: Any, range_key: str = DEFAULT_RANGE) -> str:

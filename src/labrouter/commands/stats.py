@@ -21,7 +21,7 @@ from ..app.settings import Context
 from ..core.errors import UsageError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser(
         "stats", help="where your requests went: routes, models, machines, fallovers",
         description="Requests, tokens and times per route, model and machine from this "

@@ -444,8 +444,8 @@ def tally(records: Iterable[UsageRecord], s: Summary | None = None) -> Summary:
         flow = s.flows.setdefault(classified, RouteFlow())
         flow.requests += 1
         if answered:
-            key = (route, r.model or "?")
-            flow.answered[key] = flow.answered.get(key, 0) + 1
+            where = (route, r.model or "?")
+            flow.answered[where] = flow.answered.get(where, 0) + 1
             if crossed:
                 # the last try that failed says why the route was left
                 why = (reason_kind(str(r.fallbacks[-1].get("reason", ""))) if r.fallbacks
@@ -461,7 +461,7 @@ def tally(records: Iterable[UsageRecord], s: Summary | None = None) -> Summary:
         per_day[route] = per_day.get(route, 0) + 1
         if r.cost_usd:
             s.day_cost[day] = s.day_cost.get(day, 0.0) + r.cost_usd
-        keys = [(s.by_route, route)]
+        keys: list[tuple[dict[str, Group], str]] = [(s.by_route, route)]
         # a request cancelled mid-answer still used its model's machine; one cancelled
         # before any server was asked did not
         if answered or r.model:
