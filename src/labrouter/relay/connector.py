@@ -120,7 +120,9 @@ class RelayConnector:
             return RelayBackend(peer.address, peer.relay_port, peer.cert_fingerprint,
                                 server.id, self.key, self.timeouts, kind=server.kind,
                                 peer_name=peer.name, session=session,
-                                requester=self.node_name, route=candidate.route)
+                                requester=self.node_name,
+                                # a candidate-like object without a route sends none
+                                route=str(getattr(candidate, "route", "") or ""))
         if self._direct is not None:
             return self._direct(candidate)
         if not peer.is_self:
