@@ -493,6 +493,7 @@ def finish(s: Summary) -> Summary:
     s.flows = dict(flows)
     for flow in s.flows.values():
         flow.answered = dict(sorted(flow.answered.items(), key=lambda kv: (-kv[1], kv[0])))
+        flow.reasons = dict(sorted(flow.reasons.items(), key=lambda kv: (-kv[1], kv[0])))
     s.fallover_reasons = dict(sorted(s.fallover_reasons.items(), key=lambda kv: (-kv[1], kv[0])))
     s.days = dict(sorted(s.days.items()))
     return s
