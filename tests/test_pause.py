@@ -110,3 +110,19 @@ def test_doctor_and_status_say_a_pause_file_is_damaged(labrouter_home: Path) -> 
     ctx.paths.pause_file.write_text('{"paused": tr')
     [check] = pause_checks(ctx)
     assert not check.ok and "damaged" in check.detail and "resume" in check.fix
+
+
+def test_a_daemon_started_with_a_damaged_pause_file_stays_paused_and_says_so(
+        labrouter_home: Path) -> None:
+    from tests.test_daemon import FakeBackend, make_daemon
+
+    pause_file = labrouter_home / "data" / "pause.json"
+    pause_file.parent.mkdir(parents=True, exist_ok=True)
+    pause_file.write_text('{"paused": true, "reason": "rented until fri')  # cut short
+    d = make_daemon(labrouter_home, FakeBackend("x", [], []))
+    st = d.status()
+    assert st["paused"] and st["pause_damaged"] and "damaged" in st["pause_reason"]
+    assert d._self_peer().paused and "damaged" in d._self_peer().pause_reason  # announced
+    if os.name != "nt":
+        assert stat.S_IMODE(pause_file.parent.stat().st_mode) == 0o700
+        assert stat.S_IMODE(pause_file.stat().st_mode) == 0o600
