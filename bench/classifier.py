@@ -1,12 +1,19 @@
 """Benchmark of the prompt classifier against the article's keyword router.
 
-Prints accuracy overall and per route, the confusion matrix, and the speed of
-`labrouter.core.classify`. Run by hand:
+Prints accuracy overall, text-only and per route, the confusion matrix and the expected
+calibration error of the classifier (rules + learned model), of the rules alone and of the
+article's router, and the speed of `labrouter.core.classify`. Run by hand:
 
     python bench/classifier.py                 # ../shared/eval/dev.jsonl
+    python bench/classifier.py --loso          # + leave-one-source-out over train + dev
+                                               #   (needs numpy and scipy: the train extra)
     python bench/classifier.py --data PATH     # another JSON-lines file
     python bench/classifier.py --half a|b      # one half of the data, split by id hash
     python bench/classifier.py --errors        # also list the misrouted prompts
+
+The shipped model is trained on train.jsonl only, so dev.jsonl is held out from it; the
+leave-one-source-out figure (each source predicted by a model that never saw it) is the
+one that predicts unseen traffic.
 
 Data lines: {"id", "prompt", "image", "route", ...}. The baseline sees only the text, as the
 article's router did.
@@ -24,9 +31,18 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from labrouter.core.classify import BUILTIN_ROUTES, Classifier, baseline_route
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/eval/dev.jsonl"
+from baseline import baseline_route  # noqa: E402
+
+from labrouter.core.classify import BUILTIN_ROUTES, Classifier  # noqa: E402
+
+_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = next(
+    (p for p in (_ROOT.parent / "shared/eval/dev.jsonl", _ROOT.parents[1] / "shared/eval/dev.jsonl")
+     if p.exists()),
+    _ROOT.parent / "shared/eval/dev.jsonl",
+)
 
 Row = dict[str, object]
 
@@ -46,6 +62,18 @@ def load(path: Path, half: str | None) -> list[Row]:
 
 def _half(item_id: str) -> int:
     return int(hashlib.sha256(item_id.encode()).hexdigest(), 16) % 2
+
+
+def ece(conf: Sequence[float], right: Sequence[bool], bins: int = 10) -> float:
+    """Expected calibration error over equal-width confidence bins."""
+    err = 0.0
+    for b in range(bins):
+        idx = [i for i, c in enumerate(conf) if b / bins < c <= (b + 1) / bins or (b == 0 and c == 0)]
+        if idx:
+            acc = sum(right[i] for i in idx) / len(idx)
+            avg = sum(conf[i] for i in idx) / len(idx)
+            err += len(idx) / len(conf) * abs(acc - avg)
+    return err
 
 
 def report(name: str, rows: Sequence[Row], predicted: Sequence[str]) -> None:
@@ -121,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--half", choices=["a", "b"], default=None, help="only one half by id hash")
     ap.add_argument("--errors", action="store_true", help="list the misrouted prompts")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
+    ap.add_argument("--loso", action="store_true", help="leave-one-source-out (slow)")
     args = ap.parse_args(argv)
     path = args.data_opt or args.data or DEFAULT_DATA
     rows = load(path, args.half)
@@ -128,17 +157,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no rows in {path}", file=sys.stderr)
         return 1
     clf = Classifier()
+    if clf.model is None:
+        print("the model file is missing: run bench/train_classifier.py", file=sys.stderr)
+        return 1
     results = [clf.classify(str(r["prompt"]), bool(r["image"])) for r in rows]
     ours = [c.route for c in results]
+    rules = [Classifier(model=None).classify(str(r["prompt"]), bool(r["image"])).route
+             for r in rows]
     base = [baseline_route(str(r["prompt"])) for r in rows]
     print(f"data: {path} ({len(rows)} prompts{', half ' + args.half if args.half else ''})")
-    report("labrouter", rows, ours)
+    report("labrouter (rules + learned model)", rows, ours)
+    text = [(c, r) for c, r in zip(results, rows, strict=True) if not r["image"]]
+    right = [c.route == r["route"] for c, r in text]
+    print(f"calibration, text-only: ECE {ece([c.confidence for c, _ in text], right):.3f} "
+          f"(mean confidence {statistics.mean(c.confidence for c, _ in text):.3f}, "
+          f"accuracy {sum(right) / len(right):.3f})")
+    report("rules alone (the first version)", rows, rules)
     report("baseline (article keyword router)", rows, base)
     if args.errors:
         _errors(rows, results, lambda c: c.route)
+    if args.loso:
+        _loso()
     if not args.no_speed:
         speed(clf, rows)
     return 0
+
+
+def _loso() -> None:
+    import train_classifier as tc
+
+    items = tc.load(tc.EVAL / "train.jsonl") + tc.load(tc.EVAL / "dev.jsonl")
+    print(f"\n== leave-one-source-out over train + dev ({len(items)} text prompts; "
+          "BIG-Bench-Hard and image items left out)")
+    res = tc.loso(items, tc.Featurizer(items), verbose=False)
+    for line in tc.loso_report(res):
+        print(line)
+    gold = [it.route for it in items]
+    print(tc.report("baseline on the same items", gold,
+                    [baseline_route(it.prompt) for it in items]))
+    rules = Classifier(model=None)
+    print(tc.report("rules alone on the same items", gold,
+                    [rules.classify(it.prompt).route for it in items]))
 
 
 def _errors(rows: Sequence[Row], results: Sequence[object], route: Callable[[object], str]) -> None:

@@ -45,11 +45,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from baseline import baseline_route  # noqa: E402
 from labrouter.app.local import probe_servers  # noqa: E402
 from labrouter.ask import Asker, AskRequest  # noqa: E402
 from labrouter.backends import ChatMessage, make_backend  # noqa: E402
-from labrouter.core.classify import baseline_route  # noqa: E402
 from labrouter.core.config import ServerConfig, TimeoutConfig, parse_config  # noqa: E402
 from labrouter.core.errors import BackendError  # noqa: E402
 from labrouter.core.peers import NodeState, Peer  # noqa: E402

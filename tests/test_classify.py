@@ -8,6 +8,11 @@ evaluation data, so they check that the rules generalise.
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import importlib.util
+import json
+import math
+from pathlib import Path
 
 import pytest
 
@@ -15,9 +20,23 @@ from labrouter.core.classify import (
     BUILTIN_ROUTES,
     Classification,
     Classifier,
-    baseline_route,
     classify,
 )
+from labrouter.core.classify_model import (
+    MODEL_RESOURCE,
+    LinearModel,
+    default_model,
+    text_features,
+    tokens,
+)
+
+_spec = importlib.util.spec_from_file_location(
+    "baseline", Path(__file__).resolve().parents[1] / "bench" / "baseline.py"
+)
+assert _spec and _spec.loader
+_baseline = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_baseline)
+baseline_route = _baseline.baseline_route
 
 # --------------------------------------------------------------------------- sense
 # Words that a substring router takes for code, vision or reasoning, used in their
@@ -293,8 +312,8 @@ def test_a_question_about_languages_is_quick() -> None:
 
 
 def test_close_call_names_the_cheaper_choice() -> None:
-    # Built to qualify for both: the cheaper one wins and the reasons say so.
-    clf = Classifier({"reasoning": {"tradeoff": 3.0}, "code": {"tradeoff": 3.5}})
+    # The rules alone: built to qualify for both, the cheaper one wins and says so.
+    clf = Classifier({"reasoning": {"tradeoff": 3.0}, "code": {"tradeoff": 3.5}}, model=None)
     result = clf.classify("Think about the tradeoff here.")
     assert result.route == "reasoning"
     assert any(r.startswith("mixed signals: reasoning chosen over code") for r in result.reasons)
@@ -382,3 +401,84 @@ def test_baseline_is_the_article_router() -> None:
 ])
 def test_how_to_in_a_language_and_when_questions(prompt: str, route: str) -> None:
     assert classify(prompt).route == route
+
+
+# --------------------------------------------------------------------------- cheap stays cheap
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "What is 2+2?",
+        "what's 15% of 80?",
+        "7 times 8",
+        "What is 144 / 12?",
+        "Define entropy.",
+        "What is a prime number?",
+        "Who wrote Dune?",
+        "When was the Eiffel Tower built?",
+        "What does 'idempotent' mean?",
+    ],
+)
+def test_cheap_questions_stay_quick(prompt: str) -> None:
+    result = classify(prompt)
+    assert result.route == "quick", result
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "What is the integral of x^2 from 0 to 3?",
+        "Solve 3x + 5 = 20 for x.",
+        "((12 - 4) * 3 + 18 / 6) - 7 * 2 =",
+    ],
+)
+def test_short_maths_that_is_work_is_not_cheap(prompt: str) -> None:
+    assert classify(prompt).route == "reasoning"
+
+
+# --------------------------------------------------------------------------- the model
+def test_the_shipped_model_loads_and_is_small() -> None:
+    model = default_model()
+    assert model is not None, "run bench/train_classifier.py to build the weights"
+    assert set(model.routes) == set(BUILTIN_ROUTES)
+    assert 0.2 < model.temperature < 5
+    path = Path(__file__).resolve().parents[1] / "src/labrouter/core" / MODEL_RESOURCE
+    assert path.stat().st_size < 5_000_000
+    data = json.loads(gzip.decompress(path.read_bytes()))
+    assert data["meta"]["data"].startswith("train.jsonl")
+
+
+def test_model_round_trips_through_its_file_form() -> None:
+    model = LinearModel(("a", "b"), (0.1, -0.1), {"x": (0.5, -0.25), "~<xy": (0.0, 1.0)}, 1.5)
+    again = LinearModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert again == model
+    feats = text_features("x xy")
+    assert again.logits_from(feats) == pytest.approx(model.logits_from(feats))
+
+
+def test_probabilities_are_a_distribution_and_match_the_confidence() -> None:
+    result = classify("Sort this list of numbers in descending order using Python.")
+    probs = result.probabilities
+    assert set(probs) == set(BUILTIN_ROUTES)
+    assert math.isclose(sum(probs.values()), 1.0, abs_tol=1e-3)
+    assert result.confidence == pytest.approx(probs[result.route], abs=1e-3)
+    assert result.reasons[0].startswith(f"model: {result.route}")
+
+
+def test_model_features_see_shape_not_just_words() -> None:
+    assert tokens("def f(x): return 2 + 23") == [
+        "def", "f", "(", "x", ")", ":", "return", "0", "+", "00"
+    ]
+    feats, words = text_features("Fix the bug in my SQL query")
+    assert "sql" in feats and "sql query" in feats and "sql" in words
+
+
+def test_huge_prompt_features_are_bounded() -> None:
+    feats, _ = text_features("word " * 100_000)
+    assert sum(feats.values()) < 2_000
+
+
+def test_rules_alone_still_work() -> None:
+    clf = Classifier(model=None)
+    assert clf.model is None
+    result = clf.classify(CODE_BY_SHAPE["python traceback"])
+    assert result.route == "code" and result.probabilities == {}

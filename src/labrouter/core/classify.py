@@ -1,8 +1,9 @@
 """The prompt classifier: which route (quick, code, reasoning, vision, or a user-defined one)
 should answer a prompt, how sure we are, and why.
 
-Owns: `Classification`, `Classifier`, the module-level `classify()` and, for the benchmark
-only, `baseline_route()` (the article's keyword router, kept exactly as written).
+Owns: `Classification`, `ContextHint`, `Classifier` and the module-level `classify()`: the
+rules (shape and word evidence, below) and the decision that combines them with the learned
+model of `classify_model.py`. The article's keyword router lives in `bench/baseline.py`.
 
 Must not import anything but the standard library (a test enforces it): it runs on every
 hotkey press, in the daemon and in `labrouter route`, and is tested with no network.
@@ -60,6 +61,7 @@ from .classify_data import (
     CODE_NOUNS,
     CODE_TERMS_COMMON,
     CODE_TERMS_STRONG,
+    DEFAULT_APP_ROUTES,
     FS_OBJECTS,
     FUNCTION_EVENT_WORDS,
     LANGUAGES,
@@ -75,6 +77,7 @@ from .classify_data import (
     TOOL_WORDS,
     word_set,
 )
+from .classify_model import LinearModel, default_model, rule_features, text_features
 
 QUICK, CODE, REASONING, VISION = "quick", "code", "reasoning", "vision"
 BUILTIN_ROUTES: tuple[str, ...] = (QUICK, CODE, REASONING, VISION)
@@ -87,7 +90,15 @@ QUICK_PRIOR = 1.0  # quick is the default: most real traffic is quick (72% in th
 THRESHOLD = 2.0  # evidence a non-quick route needs before it can be chosen
 STRONG_MARGIN = 1.5  # lead a dearer route needs over a cheaper qualifying one
 IMAGE_WEIGHT = 10.0  # an attached image decides: nothing else can read it
-TEMPERATURE = 1.2  # softmax temperature turning evidence into a confidence
+TEMPERATURE = 1.2  # softmax temperature turning rule evidence into a confidence (no model)
+# The focused application as a prior: log-odds added to the route it leans to. Enough to
+# tip a close call (0.6 against 0.4 becomes 0.75 against 0.25), never a clear one. The data
+# has no application context to learn it from, so it is set, not trained.
+APP_PRIOR = 1.0
+APP_EVIDENCE = 0.75  # the same prior for the rules alone, in evidence points
+# Confidence given to the cheap-question rule's quick (its precision on the data, rounded
+# down): a rule, not the model, decided.
+CHEAP_CONFIDENCE = 0.9
 
 # Prompts beyond MAX_ANALYSED are classified on their head and tail: what a request is
 # shows at its start or end, and this keeps a pasted megabyte fast.
@@ -324,10 +335,10 @@ _FS_TRIGGERS = FS_OBJECTS | word_set(
 )
 _FS_QUALIFIER = re.compile(
     r"modified|accessed|recursively|current directory|working directory|home directory|"
-    r"directory tree|root filesystem|file system|owned by|larger than|smaller than|"
+    r"directory tree|file system|owned by|larger than|smaller than|"
     r"bigger than|named|extension|executable|hidden|regular files|empty|symlink|"
-    r"permission|full path|absolute path|current script|current user|user ?name|host ?name|"
-    r"environment|/\w|`[^`\n]+'|\w\.\w{1,4}\b|\*\.\w+|days? (?:ago|back|old)|"
+    r"permission|absolute path|host ?name|"
+    r"environment|/\w|\w\.\w{1,4}\b|\*\.\w+|days? (?:ago|back|old)|"
     r"last \d+ (?:minutes|hours|days)|(?:all|every|each) (?:the )?(?:\w+ )?(?:files?|folders?|"
     r"director)|this (?:folder|directory)|\.\w{1,4} files?|"
     r"\d\d\d\b"
@@ -413,8 +424,7 @@ _LOGIC = re.compile(
     r"(?:second|third|fourth|first|last) from the (?:left|right)|(?:true|false),? (?:or|and) "
     r"(?:false|uncertain|unknown)|if and only if|logically (?:consistent|follows|valid)|"
     r"deductively valid|premises?\b|(?:taller|shorter|older|younger|heavier|lighter|faster|"
-    r"slower|cost more|cost less) than|is the (?:father|mother|brother|sister|son|daughter|"
-    r"uncle|aunt|grandfather|grandmother|parent|child) of|riddle|puzzle|sudoku|"
+    r"slower) than|riddle|puzzle|sudoku|"
     r"turn (?:left|right|around)|take \d+ steps?|starting point|fixed order|swap(?:s|ped)?\b|"
     r"complete the (?:rest of the )?sequence|closed properly|which (?:sentence|statement) is"
 )
@@ -422,8 +432,7 @@ _LOGIC_TRIGGERS = word_set(
     """
     tells tell truth lies liar liars knights knaves left right true false if logically
     deductively premise premises taller shorter older younger heavier lighter faster slower
-    cost father mother brother sister son daughter uncle aunt grandfather grandmother parent
-    child riddle puzzle sudoku turn take starting fixed swap swaps swapped plausible valid
+    riddle puzzle sudoku turn take starting fixed swap swaps swapped plausible valid
     complete closed which
     """
 )
@@ -460,7 +469,7 @@ _QUESTION_MATH = re.compile(
     r"(?:[\w']+\s+){0,3}?"
     r"(?:total|number|amount|sum|percentage|percent|cost|price|value|average|difference|"
     r"ratio|probability|area|perimeter|speed|distance|age|result|answer|remainder|minimum|"
-    r"maximum|final|date|times?|relationship|day)\b|what(?:'s| is) -?\d|by how|"
+    r"maximum|final|date|times?|day)\b|what(?:'s| is) -?\d|by how|"
     r"(?:which|who|what)\b[^?]{0,80}\b(?:first|last|second|third|fastest|slowest|oldest|"
     r"youngest|tallest|shortest|left|right|truth)\b|does \w+ (?:tell|lie|have)|"
     r"(?:at|in|after|before|between) (?:what|how)|"
@@ -525,6 +534,20 @@ class Classification:
     reasons: tuple[str, ...]
     runner_up: str = ""
     has_image: bool = False
+    # Calibrated probability per built-in route from the learned model (empty without it).
+    probabilities: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContextHint:
+    """Where a prompt comes from: the application that had the focus when it was asked.
+
+    `app` is the window class or process name as detected (shown in the reasons), `route`
+    the route that application leans to ("" for none): see `labrouter.desktop.focus`.
+    """
+
+    app: str
+    route: str = ""
 
 
 @dataclass
@@ -533,6 +556,8 @@ class _Evidence:
 
     scores: dict[str, float]
     reasons: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    cheap: str = ""  # "arithmetic" or "definition": a one-line question that stays quick
+    keywords: dict[str, float] = field(default_factory=dict)  # configured keywords' part
 
     def add(self, route: str, weight: float, reason: str) -> None:
         if weight == 0:
@@ -620,14 +645,20 @@ def _word_search(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
 
 
 class Classifier:
-    """Scores a prompt for each route and picks one. Thread-safe: it holds no mutable state.
+    """Classifies a prompt: the rules' evidence and the learned model, one decision with
+    reasons. Thread-safe: it holds no mutable state.
 
     `extra_keywords` comes from `[classifier.keywords]` in the config: route -> {keyword or
     phrase: weight}. Keywords match whole words, case-insensitively; a route not built in
-    becomes a new route that can win like the others.
+    becomes a new route that can win like the others. `model` is the learned model: the
+    shipped one by default, None for the rules alone (the decision of the first version).
     """
 
-    def __init__(self, extra_keywords: Mapping[str, Mapping[str, float]] | None = None) -> None:
+    def __init__(
+        self,
+        extra_keywords: Mapping[str, Mapping[str, float]] | None = None,
+        model: LinearModel | None | str = "default",
+    ) -> None:
         self._extra: list[tuple[str, re.Pattern[str], float, str]] = []
         for route, words in (extra_keywords or {}).items():
             for word, weight in words.items():
@@ -641,17 +672,45 @@ class Classifier:
         self._routes: tuple[str, ...] = BUILTIN_ROUTES + tuple(
             r for r in dict.fromkeys(route for route, *_ in self._extra) if r not in COST
         )
+        self._model: LinearModel | None = (
+            default_model() if isinstance(model, str) else model
+        )
 
     @property
     def routes(self) -> tuple[str, ...]:
         """Every route this classifier can return: the built-in ones, then the user's."""
         return self._routes
 
-    def classify(self, prompt: str, image: bool = False) -> Classification:
-        """Classify one prompt; `image` is true when an image comes with it."""
-        text = prompt or ""
-        if len(text) > MAX_ANALYSED:
-            text = text[: MAX_ANALYSED - TAIL_ANALYSED] + "\n" + text[-TAIL_ANALYSED:]
+    @property
+    def model(self) -> LinearModel | None:
+        """The learned model in use, None when only the rules decide."""
+        return self._model
+
+    def evidence(self, prompt: str) -> tuple[dict[str, float], list[str]]:
+        """The rules' evidence for a prompt: score per route and every reason found.
+
+        Used by the training script to compute the rule features the model learns from.
+        """
+        ev = self._evidence(_clip(prompt or ""))
+        reasons = [r for route in ev.reasons for _, r in ev.reasons[route]]
+        return dict(ev.scores), reasons
+
+    def classify(
+        self, prompt: str, image: bool = False, context: ContextHint | None = None
+    ) -> Classification:
+        """Classify one prompt; `image` is true when an image comes with it, `context` is
+        where it comes from (the focused application), a prior that tips close calls."""
+        text = _clip(prompt or "")
+        ev = self._evidence(text)
+        if self._model is None:
+            if context and context.route in ev.scores:
+                ev.add(context.route, APP_EVIDENCE, _context_reason(context))
+            if image:
+                ev.add(VISION, IMAGE_WEIGHT, "an image is attached")
+            return self._decide(ev, image)
+        return self._decide_learned(self._model, ev, text, image, context)
+
+    def _evidence(self, text: str) -> _Evidence:
         ev = _Evidence(scores=dict.fromkeys(self._routes, 0.0))
         ev.scores[QUICK] = QUICK_PRIOR
         if text.strip():
@@ -661,17 +720,92 @@ class Classifier:
             _reasoning(t, shape, code_request, ev)
             _vision_text(t, ev)
             _quick(t, shape, ev)
+            ev.cheap = _cheap_question(t, shape)
             for route, pat, weight, phrase in self._extra:
                 if pat.search(t.nl_low):
                     ev.add(route, weight, f"configured keyword {phrase!r}")
-        if image:
-            ev.add(VISION, IMAGE_WEIGHT, "an image is attached")
-        return self._decide(ev, image)
+                    ev.keywords[route] = ev.keywords.get(route, 0.0) + weight
+        return ev
 
     def _cost(self, route: str) -> int:
         return COST.get(route, USER_ROUTE_COST)
 
+    def _decide_learned(
+        self,
+        model: LinearModel,
+        ev: _Evidence,
+        text: str,
+        image: bool,
+        context: ContextHint | None,
+    ) -> Classification:
+        """The model decides, from the text and the rules' evidence; then the few rules
+        that must hold whatever it says: an image, cheap questions, the user's routes."""
+        builtin = {r: ev.scores[r] - ev.keywords.get(r, 0.0) for r in BUILTIN_ROUTES}
+        fired = [
+            r for route in BUILTIN_ROUTES for _, r in ev.reasons.get(route, [])
+            if "configured keyword" not in r
+        ]
+        feats = text_features(text)
+        rules = rule_features(builtin, fired)
+        logits = model.logits_from(feats, rules)
+        routes = model.routes
+        notes: list[str] = []
+        for route, weight in ev.keywords.items():
+            # The user's keywords for a built-in route: their weight counts as log-odds.
+            if route in routes:
+                logits[routes.index(route)] += weight * model.temperature
+                notes.append(f"{route}: configured keywords (+{weight:.1f})")
+        if context and context.route in routes:
+            # In calibrated log-odds: the prior means the same whatever the temperature.
+            logits[routes.index(context.route)] += APP_PRIOR * model.temperature
+            notes.append(_context_reason(context))
+        probs = dict(zip(routes, model.probabilities(logits), strict=True))
+        ranked = sorted(probs, key=lambda r: (-probs[r], self._cost(r)))
+        route = ranked[0]
+        confidence = probs[route]
+        if image:
+            route, confidence = VISION, 1.0
+            notes.insert(0, "vision: an image is attached")
+        elif ev.cheap and route in (REASONING, CODE) and (
+            ev.cheap == "arithmetic" or route == REASONING
+        ):
+            notes.insert(0, f"quick: a one-line {ev.cheap} question stays cheap (model said "
+                            f"{route} {probs[route]:.2f})")
+            route, confidence = QUICK, max(probs[QUICK], CHEAP_CONFIDENCE)
+        user = [r for r in self._routes if r not in COST and ev.scores[r] >= THRESHOLD]
+        if user and not image:
+            best = max(user, key=lambda r: ev.scores[r])
+            if route == QUICK or ev.scores[best] >= ev.scores.get(route, 0.0):
+                notes.insert(0, f"{best}: configured keywords ({ev.scores[best]:.1f})")
+                route = best
+                confidence = _softmax_share(ev.scores, best)
+        runner_up = next((r for r in ranked if r != route), "")
+        reasons: list[str] = []
+        if route in probs:
+            reasons.append(
+                f"model: {route} {probs[route]:.2f}"
+                + (f", {runner_up} {probs[runner_up]:.2f}" if runner_up in probs else "")
+            )
+        reasons += notes
+        own = sorted(ev.reasons.get(route, []), key=lambda wr: -wr[0])
+        reasons += [r for _, r in own[:3]]
+        if route in routes and runner_up in routes:
+            words = model.explain(feats, routes.index(route), routes.index(runner_up))
+            if words:
+                reasons.append(f"{route}: words " + ", ".join(repr(w) for w in words))
+        scores = {r: round(max(s, 0.0), 3) for r, s in ev.scores.items()}
+        return Classification(
+            route=route,
+            scores=MappingProxyType(scores),
+            confidence=round(confidence, 3),
+            reasons=tuple(reasons),
+            runner_up=runner_up,
+            has_image=image,
+            probabilities=MappingProxyType({r: round(p, 4) for r, p in probs.items()}),
+        )
+
     def _decide(self, ev: _Evidence, image: bool) -> Classification:
+        """The rules alone (no model): thresholds and the cost order."""
         scores = {r: round(max(s, 0.0), 3) for r, s in ev.scores.items()}
         quick = scores[QUICK]
         ranked = sorted(scores, key=lambda r: (-scores[r], self._cost(r)))
@@ -697,17 +831,18 @@ class Classifier:
                         f"({scores[other]:.1f} vs {scores[route]:.1f}), the cheaper route"
                     )
                     route = other
+        if ev.cheap and route in (REASONING, CODE) and (
+            ev.cheap == "arithmetic" or route == REASONING
+        ):
+            note.append(f"quick: a one-line {ev.cheap} question stays cheap")
+            route = QUICK
         others = [r for r in ranked if r != route and scores[r] > 0]
         runner_up = others[0] if others else ""
-        # Confidence: softmax share of the chosen route, so a close runner-up lowers it.
-        top = max(scores.values())
-        exps = {r: math.exp((s - top) / TEMPERATURE) for r, s in scores.items()}
-        confidence = round(exps[route] / sum(exps.values()), 3)
         reasons = self._reasons(ev, route, runner_up, scores) + note
         return Classification(
             route=route,
             scores=MappingProxyType(scores),
-            confidence=confidence,
+            confidence=round(_softmax_share(scores, route), 3),
             reasons=tuple(reasons),
             runner_up=runner_up,
             has_image=image,
@@ -1103,6 +1238,91 @@ def _quick(t: _Text, shape: float, ev: _Evidence) -> None:
         ev.add(QUICK, min(0.25 * prose, 1.0), "mostly prose")
 
 
+# "What is 2+2?", "what's 15% of 80", "12 times 7": one operation on two numbers.
+_TRIVIAL_ARITHMETIC = re.compile(
+    r"(?:(?:what(?:'s| is)|how much is|calculate|compute|quick question:?)\s+)?"
+    r"-?\d[\d,]*(?:\.\d+)?\s*(?:[-+*/x×÷^]|plus|minus|times|divided by|multiplied by|"
+    r"% of|percent of)\s*-?\d[\d,]*(?:\.\d+)?\s*(?:=\s*)?\??[.!]?"
+)
+# "What is a tensor?", "Who wrote Dune?", "define entropy": a definition or a one-line fact.
+_DEFINITION = re.compile(
+    r"(?:what(?:'s| is| are| was| were| does)|who (?:is|was|were|wrote|invented|discovered)|"
+    r"define|definition of|meaning of|when (?:was|did|is)|where (?:is|was|are)|"
+    r"which (?:country|city|planet|year))\b"
+)
+# A short question with these asks for work, not a definition ("what is the integral of").
+_WORK_WORDS = word_set(
+    """
+    integral derivative solve probability sum product limit value equation remainder
+    average total calculate compute how many much if then given prove area volume
+    perimeter speed distance percent percentage ratio chance odds expected
+    """
+)
+_CHEAP_MAX_WORDS = 12
+
+
+def _cheap_question(t: _Text, shape: float) -> str:
+    """"arithmetic" or "definition" when the prompt is a one-line cheap question, else ""."""
+    if t.words > _CHEAP_MAX_WORDS or shape >= 1:
+        return ""
+    line = t.text.strip().lower()
+    if "\n" in line:
+        return ""
+    if _TRIVIAL_ARITHMETIC.fullmatch(line):
+        return "arithmetic"
+    if (
+        t.words <= 10
+        and _DEFINITION.match(line)
+        and not any(c.isdigit() or c in "=^+*/<>" for c in line)
+        and not t.tokens & _WORK_WORDS
+    ):
+        return "definition"
+    return ""
+
+
+def _clip(text: str) -> str:
+    """Prompts beyond MAX_ANALYSED are classified on their head and tail."""
+    if len(text) > MAX_ANALYSED:
+        return text[: MAX_ANALYSED - TAIL_ANALYSED] + "\n" + text[-TAIL_ANALYSED:]
+    return text
+
+
+def _softmax_share(scores: Mapping[str, float], route: str) -> float:
+    """The rules' confidence: softmax share of `route`, so a close runner-up lowers it."""
+    top = max(scores.values())
+    exps = {r: math.exp((s - top) / TEMPERATURE) for r, s in scores.items()}
+    return exps[route] / sum(exps.values())
+
+
+def _context_reason(context: ContextHint) -> str:
+    return f"{context.route}: focused application {context.app!r} leans to {context.route}"
+
+
+_APP_SPLIT = re.compile(r"[-_. ]+")
+
+
+def app_key(name: str) -> str:
+    """An application name as the app map spells it: lower case, no ".exe", no path."""
+    key = name.strip().replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return key[:-4] if key.endswith(".exe") else key
+
+
+def context_for(app: str, overrides: Mapping[str, str] | None = None) -> ContextHint | None:
+    """The context hint for a focused application, or None when there is no application.
+
+    `overrides` is `[classifier.apps]` from the config: name -> route, "" to ignore an app
+    the default map knows. The whole name is looked up first, then its parts.
+    """
+    key = app_key(app)
+    if not key:
+        return None
+    table = {**DEFAULT_APP_ROUTES, **{app_key(k): v for k, v in (overrides or {}).items()}}
+    for candidate in (key, *_APP_SPLIT.split(key)):
+        if candidate in table:
+            return ContextHint(app=app, route=table[candidate])
+    return ContextHint(app=app, route="")
+
+
 _default: Classifier | None = None
 
 
@@ -1110,36 +1330,12 @@ def classify(
     prompt: str,
     image: bool = False,
     extra_keywords: Mapping[str, Mapping[str, float]] | None = None,
+    context: ContextHint | None = None,
 ) -> Classification:
     """Classify with a cached default `Classifier` (a new one when keywords are given)."""
     global _default
     if extra_keywords:
-        return Classifier(extra_keywords).classify(prompt, image)
+        return Classifier(extra_keywords).classify(prompt, image, context)
     if _default is None:
         _default = Classifier()
-    return _default.classify(prompt, image)
-
-
-def baseline_route(prompt: str) -> str:
-    """The article's keyword router exactly as written (substring matching), for the
-    benchmark only: it returns the route name instead of the article's model entry."""
-    p = prompt.lower()
-    if any(w in p for w in ["image", "screenshot", "picture", "see this", "what's on"]):
-        return "vision"
-    if any(
-        w in p
-        for w in [
-            "function", "class", "debug", "refactor", "implement", "write code", "python",
-            "javascript", "typescript", "api endpoint", "sql", "regex",
-        ]
-    ):
-        return "code"
-    if any(
-        w in p
-        for w in [
-            "prove", "solve", "calculate", "math", "logic", "reason", "analyze", "compare",
-            "evaluate",
-        ]
-    ):
-        return "reasoning"
-    return "quick"
+    return _default.classify(prompt, image, context)

@@ -234,3 +234,39 @@ TOOL_WORDS: dict[str, frozenset[str]] = {
     "terraform": word_set("plan apply state module provider resource"),
     "vim": word_set("buffer macro mapping plugin"),
 }
+
+
+# The focused application as a prior (`[classifier.apps]` in the config overrides it): the
+# window class (X11 WM_CLASS), bundle or process name, lower-cased, without ".exe". A name
+# matches a key equal to it or to one of its parts split at "-", "_", "." and spaces
+# ("gnome-terminal-server" matches "terminal", "com.apple.mail" matches "mail").
+DEFAULT_APP_ROUTES: dict[str, str] = {
+    # editors and IDEs
+    **dict.fromkeys(
+        """
+        code vscode vscodium codium cursor zed sublime_text subl atom emacs gvim vim nvim
+        neovide kate kwrite geany gedit gnome-text-editor jetbrains pycharm idea intellij
+        webstorm goland clion rider phpstorm rubymine datagrip android-studio studio eclipse
+        netbeans xcode qtcreator kdevelop notepad++ devenv spyder rstudio jupyterlab
+        """.split(),
+        "code",
+    ),
+    # terminals
+    **dict.fromkeys(
+        """
+        terminal xterm uxterm urxvt rxvt konsole kitty alacritty wezterm wezterm-gui foot
+        tilix terminator guake yakuake st iterm2 iterm hyper tabby warp windowsterminal
+        cmd powershell pwsh mintty conhost ghostty xfce4-terminal lxterminal mate-terminal
+        """.split(),
+        "code",
+    ),
+    # mail and chat
+    **dict.fromkeys(
+        """
+        thunderbird evolution geary kmail mailspring outlook olk mail slack discord
+        signal telegram telegramdesktop telegram-desktop element whatsapp teams msteams
+        zoom skype messages wechat mattermost rocket.chat zulip
+        """.split(),
+        "quick",
+    ),
+}

@@ -72,6 +72,9 @@ class RouteConfig:
 class ClassifierConfig:
     # route -> {keyword or phrase: weight}
     keywords: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # focused application (window class or process name) -> route it leans to, "" for none;
+    # merged over the default map in core/classify_data.py
+    apps: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -447,9 +450,19 @@ def _classifier(b: _Builder, data: Any) -> ClassifierConfig:
     if not isinstance(data, dict):
         raise b.fail("classifier", "", "expected a table [classifier]")
     out: dict[str, dict[str, float]] = {}
+    apps: dict[str, str] = {}
     for key, value in data.items():
+        if key == "apps":
+            if not isinstance(value, dict):
+                raise b.fail("classifier", "apps", 'expected a table {app = "route"}')
+            for app, route in value.items():
+                if not isinstance(route, str) or (route and not _ROUTE_NAME_RE.match(route)):
+                    raise b.fail("classifier.apps", app,
+                                 f'expected a route name or "" (none), got {route!r}')
+                apps[str(app).lower()] = route
+            continue
         if key != "keywords":
-            raise b.fail("classifier", key, "unknown key; expected: keywords")
+            raise b.fail("classifier", key, "unknown key; expected: keywords, apps")
         if not isinstance(value, dict):
             raise b.fail("classifier", "keywords", "expected a table of routes")
         for route, words in value.items():
@@ -470,7 +483,7 @@ def _classifier(b: _Builder, data: Any) -> ClassifierConfig:
                     raise b.fail(f"classifier.keywords.{route}", w, "empty keyword")
                 table[str(w).lower()] = float(weight)
             out[route] = table
-    return ClassifierConfig(keywords=out)
+    return ClassifierConfig(keywords=out, apps=apps)
 
 
 def _check_references(b: _Builder, cfg: Config) -> None:
@@ -482,6 +495,10 @@ def _check_references(b: _Builder, cfg: Config) -> None:
                              f"no route named {target!r}; routes: {', '.join(cfg.routes)}")
         if r.fallback == name:
             raise b.fail(f"routes.{name}", "fallback", "a route cannot fall back to itself")
+    for app, route in cfg.classifier.apps.items():
+        if route and route not in cfg.routes:
+            raise b.fail("classifier.apps", app,
+                         f"no route named {route!r}; routes: {', '.join(cfg.routes)}")
     for route in cfg.classifier.keywords:
         if route not in cfg.routes:
             raise b.fail("classifier.keywords", route,
@@ -566,6 +583,10 @@ def config_as_toml(cfg: Config) -> str:
             out.append(f"[classifier.keywords.{route}]")
             out.extend(f"{val(w)} = {wt!r}" for w, wt in words.items())
             out.append("")
+    if cfg.classifier.apps:
+        out.append("[classifier.apps]")
+        out.extend(f"{val(a)} = {val(r)}" for a, r in cfg.classifier.apps.items())
+        out.append("")
     for name in ("cluster", "timeouts", "routing", "budget", "hotkey", "desktop", "usage",
                  "relay", "api"):
         emit(f"[{name}]", getattr(cfg, name))

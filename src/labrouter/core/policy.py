@@ -32,12 +32,16 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .classify import Classification
+from .classify import COST, QUICK, REASONING, Classification
 from .config import Config
 from .peers import ModelInfo, Peer, ServerState
 
 #: a prompt is borderline, and may stay on the sticky route, below this confidence
 BORDERLINE = 0.6
+#: below this calibrated confidence an expensive route (reasoning, code) gives way to the
+#: cheaper of the classifier's two best routes: it is more likely wrong than right, and a
+#: wrong cheap answer costs a retry, a wrong expensive one minutes of a big model
+CHEAPER_BELOW = 0.5
 STICKY_WINDOW = 300.0  # seconds
 STICKY_COUNT = 3
 _NOT_CHAT = ("embed", "rerank", "bge-", "nomic-embed", "mxbai")
@@ -335,7 +339,26 @@ def resolve_route(c: Classification, history: RouteHistory | None, now: float,
             return sticky, (f"route {sticky}: the prompt looked {c.route} but only weakly "
                             f"(confidence {c.confidence:.2f}), and the last {STICKY_COUNT} "
                             f"requests went to {sticky}")
+    cheaper = _cheaper_route(c)
+    if cheaper:
+        return cheaper, (f"route {cheaper}: the prompt looked {c.route} but with confidence "
+                         f"{c.confidence:.2f} only, so the cheaper route answers")
     return c.route, f"route {c.route} (confidence {c.confidence:.2f})"
+
+
+def _cheaper_route(c: Classification) -> str | None:
+    """The cheaper route for a low-confidence expensive one, or None to keep it.
+
+    Only calibrated confidences (the learned model's probabilities) are used this way; an
+    attached image stays on vision whatever the confidence.
+    """
+    if c.has_image or not c.probabilities or c.confidence >= CHEAPER_BELOW:
+        return None
+    cost = COST.get(c.route)
+    if cost is None or cost < COST[REASONING]:
+        return None
+    alt = c.runner_up if c.runner_up in (QUICK, REASONING) else QUICK
+    return alt if COST[alt] < cost else None
 
 
 def choose(classification: Classification, peers: Sequence[Peer], config: Config,

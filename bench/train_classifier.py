@@ -1,0 +1,361 @@
+"""Train the learned half of the prompt classifier and write the shipped weights.
+
+    pip install -e '.[train]'                    # numpy, scipy
+    python bench/train_classifier.py             # LOSO report, then writes the model file
+    python bench/train_classifier.py --loso-only # the report only
+    python bench/train_classifier.py --check     # retrain, compare with the shipped file
+
+Data: ../shared/eval/train.jsonl (weakly labeled public prompts; see its TRAIN.md) and, with
+--with-dev, dev.jsonl as well. Items that came with an image are left out (the image, not
+the text, routes them), and so is BIG-Bench-Hard, whose canary asks to keep it out of
+training data.
+
+The model is a multinomial logistic regression (L2, fitted by scipy's L-BFGS from zero:
+deterministic) over
+the features of `labrouter.core.classify_model` (text n-grams and the rules' evidence), so
+the run time computes exactly the features trained on. Calibration: a temperature fitted
+on the leave-one-source-out (LOSO) predictions, the predictions for sources the model never
+saw, which is what held-out traffic looks like.
+
+Weights: items are weighted so that every source counts about the same (a source of 1,500
+search queries must not teach "short means quick" by mass), and classes toward the traffic
+mix the router sees. These and C are chosen on LOSO accuracy, never on single prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import math
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import numpy as np  # noqa: E402
+from scipy import sparse  # noqa: E402
+from scipy.optimize import minimize  # noqa: E402
+
+from labrouter.core.classify import BUILTIN_ROUTES, Classifier  # noqa: E402
+from labrouter.core.classify_model import (  # noqa: E402
+    MODEL_RESOURCE,
+    LinearModel,
+    expand,
+    rule_features,
+    text_features,
+)
+
+EVAL = ROOT.parent / "shared" / "eval"
+if not EVAL.exists():  # a worktree: /work/wt/NAME -> /work/shared
+    EVAL = ROOT.parents[1] / "shared" / "eval"
+MODEL_PATH = ROOT / "src" / "labrouter" / "core" / MODEL_RESOURCE
+ROUTES = tuple(sorted(BUILTIN_ROUTES))  # the model's route order
+
+# Chosen on LOSO accuracy (see --sweep).
+C = 4.0
+MIN_DF = 2
+SOURCE_POWER = 0.5  # item weight ~ 1 / size(source) ** SOURCE_POWER
+CLASS_WEIGHT = {"quick": 1.0, "code": 1.0, "reasoning": 1.0, "vision": 1.0}
+PRUNE = 0.002  # drop features whose weights all round below this
+DIGITS = 3
+FOLD_STEPS = 60  # L-BFGS steps of a warm-started fold (the machine is small)
+
+
+@dataclass
+class Item:
+    id: str
+    prompt: str
+    route: str
+    source: str
+    group: str
+
+
+def group_of(source: str) -> str:
+    """Sources that are one origin are left out together (nl2bash and its bare commands)."""
+    for prefix in ("nl2bash", "mbpp", "arena-hard", "self-instruct"):
+        if source.startswith(prefix):
+            return prefix
+    if source in ("mt-bench", "vicuna-bench"):
+        return "fastchat"
+    return source
+
+
+def load(path: Path) -> list[Item]:
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if r.get("image") or r["source"] == "bbh":
+                continue
+            out.append(Item(r["id"], r["prompt"], r["route"], r["source"], group_of(r["source"])))
+    return out
+
+
+class Featurizer:
+    """Features of every item, computed once; columns fixed by a vocabulary."""
+
+    def __init__(self, items: Sequence[Item]) -> None:
+        rules_clf = Classifier(model=None)
+        self.raw: list[tuple[Counter[str], list[str]]] = []  # as the run time sees them
+        self.text: list[Counter[str]] = []  # with the character n-grams spelled out
+        self.rules: list[list[str]] = []
+        for it in items:
+            raw = text_features(it.prompt)
+            self.raw.append(raw)
+            self.text.append(expand(*raw))
+            scores, reasons = rules_clf.evidence(it.prompt)
+            self.rules.append(rule_features({r: scores[r] for r in BUILTIN_ROUTES}, reasons))
+        df: Counter[str] = Counter()
+        for t, r in zip(self.text, self.rules, strict=True):
+            df.update(t.keys())
+            df.update(set(r))
+        self.vocab = sorted(f for f, n in df.items() if n >= MIN_DF)
+        self.index = {f: i for i, f in enumerate(self.vocab)}
+
+    def matrix(self) -> sparse.csr_matrix:
+        rows, cols, vals = [], [], []
+        for i, (t, r) in enumerate(zip(self.text, self.rules, strict=True)):
+            norm = 1.0 / math.sqrt(sum(t.values()))
+            for f, c in t.items():
+                j = self.index.get(f)
+                if j is not None:
+                    rows.append(i)
+                    cols.append(j)
+                    vals.append(c * norm)
+            for f in set(r):
+                j = self.index.get(f)
+                if j is not None:
+                    rows.append(i)
+                    cols.append(j)
+                    vals.append(float(r.count(f)))
+        return sparse.csr_matrix(
+            (vals, (rows, cols)), shape=(len(self.text), len(self.vocab)), dtype=np.float32
+        )
+
+
+def sample_weights(items: Sequence[Item], power: float = SOURCE_POWER) -> np.ndarray:
+    size = Counter(it.source for it in items)
+    w = np.array([CLASS_WEIGHT[it.route] / size[it.source] ** power for it in items])
+    return w * len(items) / w.sum()
+
+
+@dataclass
+class Fit:
+    """A fitted model: weights (features x routes) and biases, in ROUTES order."""
+
+    coef: np.ndarray
+    bias: np.ndarray
+
+    def theta(self) -> np.ndarray:
+        return np.concatenate([self.coef.ravel(), self.bias])
+
+
+def fit(x: sparse.csr_matrix, y: np.ndarray, w: np.ndarray, c: float = C,
+        start: Fit | None = None, maxiter: int = 400) -> Fit:
+    """Minimise C * sum(w_i * cross-entropy_i) + |W|^2 / 2 (the biases are not penalised).
+
+    `start` warm-starts a leave-one-out fold from the model fitted on everything: the loss
+    is convex, so the optimum is the same; only the number of steps to reach it changes.
+    """
+    n, d = x.shape
+    k = len(ROUTES)
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), y] = 1.0
+    xt = x.T.tocsr()
+
+    def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        coef = theta[: d * k].reshape(d, k)
+        z = (x @ coef.astype(np.float32)).astype(np.float64) + theta[d * k :]
+        z -= z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        loss = -c * float((w * (logp * onehot).sum(axis=1)).sum()) + 0.5 * float((coef**2).sum())
+        g = (np.exp(logp) - onehot) * (w[:, None] * c)
+        grad = np.concatenate([(xt @ g.astype(np.float32) + coef).ravel(), g.sum(axis=0)])
+        return loss, grad
+
+    theta0 = start.theta() if start is not None else np.zeros(d * k + k)
+    res = minimize(loss_grad, theta0, jac=True, method="L-BFGS-B",
+                   options={"maxiter": maxiter, "gtol": 1e-4})
+    return Fit(res.x[: d * k].reshape(d, k).copy(), res.x[d * k :].copy())
+
+
+def to_model(fitted: Fit, vocab: Sequence[str], temperature: float) -> LinearModel:
+    coef = fitted.coef
+    keep = np.abs(coef).max(axis=1) >= PRUNE
+    weights = {
+        vocab[j]: tuple(round(float(v), DIGITS) for v in coef[j]) for j in np.flatnonzero(keep)
+    }
+    return LinearModel(
+        routes=ROUTES,
+        bias=tuple(float(b) for b in fitted.bias),
+        weights=weights,
+        temperature=temperature,
+    )
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising the negative log-likelihood of held-out predictions."""
+    best, best_nll = 1.0, math.inf
+    for t in np.arange(0.3, 4.0, 0.02):
+        z = logits / t
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        nll = -logp[np.arange(len(y)), y].mean()
+        if nll < best_nll:
+            best, best_nll = float(t), nll
+    return round(best, 2)
+
+
+def ece(conf: Sequence[float], right: Sequence[bool], bins: int = 10) -> float:
+    """Expected calibration error: |accuracy - confidence| per confidence bin, weighted."""
+    total = len(conf)
+    err = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        idx = [i for i, c in enumerate(conf) if lo < c <= hi or (b == 0 and c == 0)]
+        if idx:
+            acc = sum(right[i] for i in idx) / len(idx)
+            avg = sum(conf[i] for i in idx) / len(idx)
+            err += len(idx) / total * abs(acc - avg)
+    return err
+
+
+@dataclass
+class Loso:
+    """Leave-one-source-out predictions of the full classifier (model and rules)."""
+
+    items: list[Item]
+    routes: list[str]  # the classifier's decision per item, trained without its group
+    confidence: list[float]
+    logits: np.ndarray  # the model's raw logits per item (ROUTES order)
+    temperature: float
+    full: Fit  # the model fitted on every item
+
+
+def loso(items: Sequence[Item], feats: Featurizer, c: float = C, power: float = SOURCE_POWER,
+         verbose: bool = True) -> Loso:
+    x = feats.matrix()
+    y = np.array([ROUTES.index(it.route) for it in items])
+    w = sample_weights(items, power)
+    groups = sorted({it.group for it in items})
+    logits = np.zeros((len(items), len(ROUTES)))
+    models: dict[str, LinearModel] = {}
+    full = fit(x, y, w, c)
+    for g in groups:
+        test = np.array([it.group == g for it in items])
+        train_y = y[~test]
+        if len(set(train_y.tolist())) < len(ROUTES):
+            raise SystemExit(f"group {g}: training fold misses a route")
+        wt = w[~test]
+        fold = fit(x[~test], train_y, wt * len(wt) / wt.sum(), c, start=full,
+                   maxiter=FOLD_STEPS)
+        m = to_model(fold, feats.vocab, 1.0)
+        models[g] = m
+        for i in np.flatnonzero(test):
+            logits[i] = m.logits_from(feats.raw[i], feats.rules[i])
+        if verbose:
+            print(f"  fold {g}: {int(test.sum())} items", file=sys.stderr)
+    temperature = fit_temperature(logits, y)
+    out_routes, conf = [], []
+    for i, it in enumerate(items):
+        m = models[it.group]
+        m = LinearModel(m.routes, m.bias, m.weights, temperature)
+        res = Classifier(model=m).classify(it.prompt)
+        out_routes.append(res.route)
+        conf.append(res.confidence)
+    return Loso(list(items), out_routes, conf, logits, temperature, full)
+
+
+def report(name: str, gold: Sequence[str], pred: Sequence[str]) -> str:
+    right = sum(g == p for g, p in zip(gold, pred, strict=True))
+    per = []
+    for r in BUILTIN_ROUTES:
+        n = sum(g == r for g in gold)
+        ok = sum(g == p == r for g, p in zip(gold, pred, strict=True))
+        per.append(f"{r} {ok / n:.3f} ({ok}/{n})" if n else f"{r} -")
+    return f"{name}: accuracy {right / len(gold):.3f} ({right}/{len(gold)}); recall " + ", ".join(
+        per
+    )
+
+
+def loso_report(res: Loso) -> list[str]:
+    lines = []
+    gold = [it.route for it in res.items]
+    lines.append(report("LOSO, all items", gold, res.routes))
+    by_group: dict[str, list[int]] = defaultdict(list)
+    for i, it in enumerate(res.items):
+        by_group[it.group].append(i)
+    accs = {g: sum(gold[i] == res.routes[i] for i in idx) / len(idx) for g, idx in by_group.items()}
+    lines.append(f"LOSO, mean over {len(accs)} sources: {sum(accs.values()) / len(accs):.3f}")
+    lines.append("LOSO per source: " + ", ".join(
+        f"{g} {a:.2f}" for g, a in sorted(accs.items(), key=lambda ga: ga[1])
+    ))
+    right = [gold[i] == res.routes[i] for i in range(len(gold))]
+    lines.append(f"LOSO calibration: temperature {res.temperature}, "
+                 f"ECE {ece(res.confidence, right):.3f}")
+    return lines
+
+
+def write_model(model: LinearModel, path: Path, meta: dict[str, object]) -> bytes:
+    data = model.to_dict(DIGITS)
+    data["meta"] = meta
+    raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    blob = gzip.compress(raw, compresslevel=9, mtime=0)
+    path.write_bytes(blob)
+    return blob
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--with-dev", action="store_true", help="train on dev.jsonl too")
+    ap.add_argument("--loso-only", action="store_true", help="report, do not write the model")
+    ap.add_argument("--check", action="store_true", help="compare with the shipped file")
+    ap.add_argument("--sweep", action="store_true", help="LOSO accuracy over C and weights")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    items = load(EVAL / "train.jsonl")
+    if args.with_dev:
+        items += load(EVAL / "dev.jsonl")
+    feats = Featurizer(items)
+    print(f"{len(items)} items, {len(feats.vocab)} features ({time.time() - t0:.0f} s)",
+          file=sys.stderr)
+    if args.sweep:
+        for c in (1.0, 4.0, 16.0):
+            for power in (0.0, 0.5, 1.0):
+                res = loso(items, feats, c, power, verbose=False)
+                print(f"C={c} power={power}: " + " | ".join(loso_report(res)[:2]), flush=True)
+        return 0
+    res = loso(items, feats)
+    for line in loso_report(res):
+        print(line)
+    if args.loso_only:
+        return 0
+    model = to_model(res.full, feats.vocab, res.temperature)
+    meta = {"data": "train.jsonl" + (" + dev.jsonl" if args.with_dev else ""),
+            "items": len(items), "C": C, "source_power": SOURCE_POWER, "min_df": MIN_DF,
+            "temperature_from": "LOSO"}
+    path = MODEL_PATH
+    if args.check:
+        path = Path("/tmp") / MODEL_RESOURCE
+    blob = write_model(model, path, meta)
+    digest = hashlib.sha256(blob).hexdigest()[:16]
+    print(f"wrote {path} ({len(blob) / 1e6:.2f} MB, {len(model.weights)} features, "
+          f"sha256 {digest})")
+    if args.check:
+        shipped = hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()[:16]
+        print("same as shipped" if shipped == digest else f"DIFFERS from shipped ({shipped})")
+        return 0 if shipped == digest else 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

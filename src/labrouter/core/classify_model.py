@@ -1,0 +1,249 @@
+"""The learned half of the prompt classifier: feature extraction and a linear model.
+
+Owns `text_features()` and `rule_features()` (the one definition of the features, shared by
+the run-time model and by `tools/train_classifier.py`, so that training and use cannot
+drift apart), `LinearModel` (multinomial logistic regression over those features, with the
+temperature that calibrates it) and `default_model()` (the shipped weights, loaded once).
+
+Must import nothing but the standard library: it runs in `core/` on every hotkey press. The
+training script uses numpy and scikit-learn; the run time never does.
+
+Features
+--------
+- word unigrams and bigrams over the lower-cased head and tail of the prompt, where a
+  "word" is a run of letters, a run of digits (written as its length class: "0", "00",
+  "000") or one punctuation character, so `def f(x):` and `2 + 2` have shapes;
+- character 4-grams of each distinct word (spelling: "kubectl", "-ization", "sql");
+- a few shape features (length class, line count class, first words, last character);
+- the rule layer's evidence (`rule_features`): which rules fired and how strongly.
+
+The text features of one prompt are counted and divided by the square root of their total
+count (a length normalisation); rule features count 1 each. Words' character n-grams are
+cached per word, so a long prompt costs a dictionary look-up per distinct word.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+MODEL_RESOURCE = "classify_model.json.gz"
+# The model reads the head and tail of a prompt: requests are at either end, and this keeps
+# a 10 KB prompt fast. The rule layer still sees all of it.
+HEAD_CHARS = 2_000
+TAIL_CHARS = 800
+CHAR_NGRAMS = (4,)
+MAX_BIGRAMS = 600
+SPELLING_CACHE = 20_000
+
+_TOKEN = re.compile(r"[a-z]+|\d+|[^\sa-z\d]")
+_RULE_NAME = re.compile(r"^(\w+): ([^(0-9]+)")
+
+
+def _token(tok: str) -> str:
+    if tok[0].isdigit():
+        return "0" * min(len(tok), 3)
+    return tok
+
+
+def tokens(text: str) -> list[str]:
+    """The model's words: letters, digit runs by length class, single punctuation marks."""
+    low = text.lower()
+    if len(low) > HEAD_CHARS + TAIL_CHARS:
+        low = low[:HEAD_CHARS] + "\n" + low[-TAIL_CHARS:]
+    return [_token(t) for t in _TOKEN.findall(low)]
+
+
+def _bucket(n: int) -> int:
+    return n.bit_length()  # 0, 1, 2-3, 4-7, 8-15 ...
+
+
+@lru_cache(maxsize=50_000)
+def word_ngrams(word: str) -> tuple[str, ...]:
+    """Character n-grams of one word with its boundaries marked ("~<sq", "~sql>")."""
+    if len(word) < 2 or not word.isalpha():
+        return ()
+    w = f"<{word}>"
+    return tuple(f"~{w[i : i + n]}" for n in CHAR_NGRAMS for i in range(len(w) - n + 1))
+
+
+def text_features(text: str) -> tuple[Counter[str], list[str]]:
+    """The text features of a prompt: (counts of words, word pairs and shape features; the
+    distinct words, whose character n-grams count once each). Keys never collide: a word
+    has no space, a pair one, character n-grams start with "~", shape features with "="."""
+    toks = tokens(text)
+    if not toks:
+        return Counter({"=empty": 1}), []
+    feats = Counter(toks)
+    head = toks[: MAX_BIGRAMS + 1]
+    feats.update([f"{a} {b}" for a, b in zip(head, head[1:], strict=False)])
+    stripped = text.strip()
+    feats[f"=len{_bucket(len(toks))}"] += 1
+    feats[f"=lines{_bucket(stripped.count(chr(10)))}"] += 1
+    feats["=first " + " ".join(toks[:2])] += 1
+    feats["=last " + toks[-1]] += 1
+    words = [w for w in feats if len(w) > 1 and w.isalpha()] if len(feats) else []
+    return feats, words
+
+
+def expand(feats: Counter[str], words: Sequence[str]) -> Counter[str]:
+    """All features with the words' character n-grams spelled out (for training)."""
+    out = Counter(feats)
+    for w in words:
+        out.update(word_ngrams(w))
+    return out
+
+
+def rule_features(scores: Mapping[str, float], reasons: Iterable[str]) -> list[str]:
+    """The rule layer's evidence as features: score levels per route and the rules fired."""
+    out: list[str] = []
+    for route, score in scores.items():
+        for level in (1, 2, 3, 4, 6):
+            if score >= level:
+                out.append(f"!{route}>={level}")
+    for reason in reasons:
+        m = _RULE_NAME.match(reason)
+        if m:
+            out.append(f"!{m.group(1)}:{m.group(2).strip()}")
+    return out
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """Multinomial logistic regression; `temperature` divides the logits (calibration)."""
+
+    routes: tuple[str, ...]
+    bias: tuple[float, ...]
+    weights: Mapping[str, Sequence[float]]
+    temperature: float = 1.0
+    # word -> (number of its character n-grams, their summed weights); a cache that only
+    # ever holds values computed from `weights`, so sharing it between threads is harmless
+    _spelling: dict[str, tuple[int, tuple[float, ...]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def logits(self, text: str, rules: Sequence[str] = ()) -> list[float]:
+        """Uncalibrated scores per route, in the order of `routes`."""
+        return self.logits_from(text_features(text), rules)
+
+    def logits_from(
+        self, features: tuple[Mapping[str, int], Sequence[str]], rules: Sequence[str] = ()
+    ) -> list[float]:
+        """`logits` from features already extracted (`text_features`, `rule_features`)."""
+        feats, words = features
+        k = len(self.routes)
+        acc = [0.0] * k
+        weights = self.weights
+        total = 0
+        for f, c in feats.items():
+            total += c
+            w = weights.get(f)
+            if w is not None:
+                for i in range(k):
+                    acc[i] += c * w[i]
+        spelled = self._spelling
+        for word in words:
+            hit = spelled.get(word)
+            if hit is None:
+                hit = spelled[word] = self._spell(word)
+            n, w = hit
+            total += n
+            for i in range(k):
+                acc[i] += w[i]
+        norm = 1.0 / math.sqrt(total) if total else 0.0
+        out = [self.bias[i] + acc[i] * norm for i in range(k)]
+        for f in rules:
+            w = weights.get(f)
+            if w is not None:
+                for i in range(k):
+                    out[i] += w[i]
+        return out
+
+    def _spell(self, word: str) -> tuple[int, tuple[float, ...]]:
+        """A word's character n-grams: their number and summed weights (cached per word)."""
+        if len(self._spelling) > SPELLING_CACHE:
+            self._spelling.clear()
+        grams = word_ngrams(word)
+        acc = [0.0] * len(self.routes)
+        for g in grams:
+            w = self.weights.get(g)
+            if w is not None:
+                for i in range(len(acc)):
+                    acc[i] += w[i]
+        return len(grams), tuple(acc)
+
+    def explain(
+        self, features: tuple[Mapping[str, int], Sequence[str]], a: int, b: int, n: int = 3
+    ) -> list[str]:
+        """The words and word pairs that most favour route index `a` over `b`."""
+        weights = self.weights
+        best: list[tuple[float, str]] = []
+        for f, c in features[0].items():
+            if f[0] in "=~!" or (w := weights.get(f)) is None:
+                continue
+            gain = c * (w[a] - w[b])
+            if gain > 0:
+                best.append((gain, f))
+        best.sort(reverse=True)
+        return [word for _, word in best[:n]]
+
+    def probabilities(self, logits: Sequence[float]) -> list[float]:
+        """Calibrated probabilities from `logits` (softmax at the model's temperature)."""
+        return softmax([x / self.temperature for x in logits])
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> LinearModel:
+        routes = tuple(str(r) for r in data["routes"])  # type: ignore[union-attr]
+        scale = float(data.get("scale", 1.0))  # type: ignore[arg-type]
+        raw = data["weights"]
+        if not isinstance(raw, dict):
+            raise ValueError("model file: weights must be an object")
+        weights = {f: tuple(v * scale for v in w) for f, w in raw.items()}
+        return cls(
+            routes=routes,
+            bias=tuple(float(b) for b in data["bias"]),  # type: ignore[union-attr]
+            weights=weights,
+            temperature=float(data.get("temperature", 1.0)),  # type: ignore[arg-type]
+        )
+
+    def to_dict(self, digits: int = 3) -> dict[str, object]:
+        """Compact form: weights as integers of 10**-digits."""
+        q = 10**digits
+        return {
+            "routes": list(self.routes),
+            "bias": [round(b, 6) for b in self.bias],
+            "temperature": round(self.temperature, 4),
+            "scale": 1 / q,
+            "weights": {f: [round(x * q) for x in w] for f, w in sorted(self.weights.items())},
+        }
+
+
+def softmax(xs: Sequence[float]) -> list[float]:
+    top = max(xs)
+    exps = [math.exp(x - top) for x in xs]
+    s = sum(exps)
+    return [e / s for e in exps]
+
+
+_model: LinearModel | None = None
+_loaded = False
+
+
+def default_model() -> LinearModel | None:
+    """The shipped model, loaded on first use; None when the data file is missing."""
+    global _model, _loaded
+    if not _loaded:
+        _loaded = True
+        try:
+            raw = resources.files(__package__).joinpath(MODEL_RESOURCE).read_bytes()
+        except (FileNotFoundError, OSError):
+            return None
+        _model = LinearModel.from_dict(json.loads(gzip.decompress(raw)))
+    return _model
