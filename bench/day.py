@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from baseline import baseline_route  # noqa: E402
+
 from labrouter.app.local import probe_servers  # noqa: E402
 from labrouter.ask import Asker, AskRequest  # noqa: E402
 from labrouter.backends import ChatMessage, make_backend  # noqa: E402

@@ -42,7 +42,7 @@ from typing import Any, Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from .backends.base import Backend, ChatChunk, ChatMessage, ChatOptions
-from .core.classify import Classification, Classifier
+from .core.classify import Classification, Classifier, context_for
 from .core.config import Config
 from .core.errors import AllFailed, BackendError, BackendTimeout, DeadlineMissed, NoCandidate
 from .core.health import FaultBook
@@ -57,6 +57,7 @@ from .core.policy import (
     model_matches,
     resolve_route,
 )
+from .core.selection import instruction_for
 from .core.usage import UsageRecord
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,9 @@ class AskRequest:
     model: str | None = None  # force a model (pattern)
     node: str | None = None  # only this node
     instruction: str | None = None  # prepended to the prompt
-    bare: bool = False  # a bare selection: use the route's default instruction
+    bare: bool = False  # a bare selection: the instruction follows what it is
     source: str = "cli"
+    app: str = ""  # the focused application at hotkey time: a prior for the classifier
     options: ChatOptions = field(default_factory=ChatOptions)
     messages: tuple[ChatMessage, ...] = ()  # earlier turns (front door clients)
 
@@ -411,7 +413,9 @@ class Asker:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def classify(self, req: AskRequest) -> Classification:
-        return self.classifier.classify(req.prompt, image=req.image is not None)
+        context = context_for(req.app, self.config.classifier.apps) if req.app else None
+        return self.classifier.classify(req.prompt, image=req.image is not None,
+                                        context=context)
 
     def _candidates(self, req: AskRequest, c: Classification, route: str,
                     notes: list[str] | None = None) -> list[Candidate]:
@@ -731,7 +735,7 @@ class Asker:
             self.in_flight[cand.server.id] = self.in_flight.get(cand.server.id, 0) + 1
         try:
             backend = self.connector(cand)
-            messages = self._messages(cand, run.req)
+            messages = self._messages(cand, run.req, run.classification)
             if leg.prefix:
                 # the words already sent, as the start of this model's reply: Ollama and
                 # llama-server continue a final assistant message
@@ -887,10 +891,15 @@ class Asker:
                 except Exception:  # noqa: BLE001 - passive health is best effort
                     log.exception("passive health report failed")
 
-    def _messages(self, cand: Candidate, req: AskRequest) -> list[ChatMessage]:
+    def _messages(self, cand: Candidate, req: AskRequest,
+                  c: Classification | None = None) -> list[ChatMessage]:
         instruction = req.instruction
         if instruction is None and req.bare:
-            instruction = self.config.route(cand.route).instruction or None
+            configured = self.config.route(cand.route).instruction
+            # a question or a request is its own instruction; code, an error, a problem or
+            # prose gets the route's (core/selection.py)
+            instruction = (instruction_for(c, req.prompt, configured) if c is not None
+                           else configured) or None
         text = f"{instruction}\n\n{req.prompt}" if instruction else req.prompt
         images: tuple[str, ...] = ()
         if req.image is not None:

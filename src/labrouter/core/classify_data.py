@@ -39,6 +39,7 @@ CODE_TERMS_STRONG: frozenset[str] = word_set("""
     executable executables chmod chown sudo grep awk sed xargs ssh
     programming programmer programmers developer coding unicode ascii byte bytes
     bitwise bitmask bfs dfs dijkstra memoization memoize
+    vlookup xlookup hlookup sumif sumifs countif countifs iferror arrayformula
     dataframe dataframes numpy pandas matplotlib sklearn pytorch tensorflow django flask
     fastapi react vue angular jquery nodejs express spring springboot laravel
     rails dotnet jvm llvm gcc clang rustc javac tsc webassembly wasm cuda
@@ -233,6 +234,12 @@ TOOL_WORDS: dict[str, frozenset[str]] = {
     "nginx": word_set("config server location proxy upstream 502 504 ssl"),
     "terraform": word_set("plan apply state module provider resource"),
     "vim": word_set("buffer macro mapping plugin"),
+    # spreadsheet formulas are code by the label policy (a formula is a small program)
+    "excel": word_set(
+        "formula formulas cell cells column columns row rows macro macros vba pivot sheet"
+    ),
+    "spreadsheet": word_set("formula formulas cell cells column columns macro macros"),
+    "sheets": word_set("formula formulas cell cells column columns"),
 }
 
 
@@ -240,33 +247,23 @@ TOOL_WORDS: dict[str, frozenset[str]] = {
 # window class (X11 WM_CLASS), bundle or process name, lower-cased, without ".exe". A name
 # matches a key equal to it or to one of its parts split at "-", "_", "." and spaces
 # ("gnome-terminal-server" matches "terminal", "com.apple.mail" matches "mail").
+EDITOR_APPS: frozenset[str] = word_set("""
+    code vscode vscodium codium cursor zed sublime_text subl atom emacs gvim vim nvim
+    neovide kate kwrite geany gedit gnome-text-editor jetbrains pycharm idea intellij
+    webstorm goland clion rider phpstorm rubymine datagrip android-studio studio eclipse
+    netbeans xcode qtcreator kdevelop notepad++ devenv spyder rstudio jupyterlab
+    """)
+TERMINAL_APPS: frozenset[str] = word_set("""
+    terminal xterm uxterm urxvt rxvt konsole kitty alacritty wezterm wezterm-gui foot
+    tilix terminator guake yakuake st iterm2 iterm hyper tabby warp windowsterminal
+    cmd powershell pwsh mintty conhost ghostty xfce4-terminal lxterminal mate-terminal
+    """)
+MAIL_CHAT_APPS: frozenset[str] = word_set("""
+    thunderbird evolution geary kmail mailspring outlook olk mail slack discord
+    signal telegram telegramdesktop telegram-desktop element whatsapp teams msteams
+    zoom skype messages wechat mattermost rocket.chat zulip
+    """)
 DEFAULT_APP_ROUTES: dict[str, str] = {
-    # editors and IDEs
-    **dict.fromkeys(
-        """
-        code vscode vscodium codium cursor zed sublime_text subl atom emacs gvim vim nvim
-        neovide kate kwrite geany gedit gnome-text-editor jetbrains pycharm idea intellij
-        webstorm goland clion rider phpstorm rubymine datagrip android-studio studio eclipse
-        netbeans xcode qtcreator kdevelop notepad++ devenv spyder rstudio jupyterlab
-        """.split(),
-        "code",
-    ),
-    # terminals
-    **dict.fromkeys(
-        """
-        terminal xterm uxterm urxvt rxvt konsole kitty alacritty wezterm wezterm-gui foot
-        tilix terminator guake yakuake st iterm2 iterm hyper tabby warp windowsterminal
-        cmd powershell pwsh mintty conhost ghostty xfce4-terminal lxterminal mate-terminal
-        """.split(),
-        "code",
-    ),
-    # mail and chat
-    **dict.fromkeys(
-        """
-        thunderbird evolution geary kmail mailspring outlook olk mail slack discord
-        signal telegram telegramdesktop telegram-desktop element whatsapp teams msteams
-        zoom skype messages wechat mattermost rocket.chat zulip
-        """.split(),
-        "quick",
-    ),
+    **dict.fromkeys(EDITOR_APPS | TERMINAL_APPS, "code"),
+    **dict.fromkeys(MAIL_CHAT_APPS, "quick"),
 }

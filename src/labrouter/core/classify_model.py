@@ -123,18 +123,26 @@ class LinearModel:
     bias: tuple[float, ...]
     weights: Mapping[str, Sequence[float]]
     temperature: float = 1.0
+    # The rules' evidence added to the logits as is, times this (fitted on held-out
+    # sources): it carries the rules' knowledge to prompts unlike the training data.
+    rule_weight: float = 0.0
     # word -> (number of its character n-grams, their summed weights); a cache that only
     # ever holds values computed from `weights`, so sharing it between threads is harmless
     _spelling: dict[str, tuple[int, tuple[float, ...]]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
-    def logits(self, text: str, rules: Sequence[str] = ()) -> list[float]:
+    def logits(
+        self, text: str, rules: Sequence[str] = (), scores: Mapping[str, float] | None = None
+    ) -> list[float]:
         """Uncalibrated scores per route, in the order of `routes`."""
-        return self.logits_from(text_features(text), rules)
+        return self.logits_from(text_features(text), rules, scores)
 
     def logits_from(
-        self, features: tuple[Mapping[str, int], Sequence[str]], rules: Sequence[str] = ()
+        self,
+        features: tuple[Mapping[str, int], Sequence[str]],
+        rules: Sequence[str] = (),
+        scores: Mapping[str, float] | None = None,
     ) -> list[float]:
         """`logits` from features already extracted (`text_features`, `rule_features`)."""
         feats, words = features
@@ -164,6 +172,9 @@ class LinearModel:
             if w is not None:
                 for i in range(k):
                     out[i] += w[i]
+        if scores and self.rule_weight:
+            for i, route in enumerate(self.routes):
+                out[i] += self.rule_weight * scores.get(route, 0.0)
         return out
 
     def _spell(self, word: str) -> tuple[int, tuple[float, ...]]:
@@ -211,6 +222,7 @@ class LinearModel:
             bias=tuple(float(b) for b in data["bias"]),  # type: ignore[union-attr]
             weights=weights,
             temperature=float(data.get("temperature", 1.0)),  # type: ignore[arg-type]
+            rule_weight=float(data.get("rule_weight", 0.0)),  # type: ignore[arg-type]
         )
 
     def to_dict(self, digits: int = 3) -> dict[str, object]:
@@ -220,6 +232,7 @@ class LinearModel:
             "routes": list(self.routes),
             "bias": [round(b, 6) for b in self.bias],
             "temperature": round(self.temperature, 4),
+            "rule_weight": round(self.rule_weight, 4),
             "scale": 1 / q,
             "weights": {f: [round(x * q) for x in w] for f, w in sorted(self.weights.items())},
         }

@@ -248,6 +248,9 @@ class DesktopApp:
             self.events.append("press ignored: still capturing")
             return
         self.capturing = True
+        # the focused application is read before the capture's key presses: a prior for
+        # the classifier (an editor leans to code), never the window title
+        app = await asyncio.to_thread(_focused_app_name)
         try:
             cap: Capture = await asyncio.to_thread(self.capture.capture)
         except Exception as exc:  # a clipboard tool that hangs or dies: say so, never mute
@@ -289,7 +292,7 @@ class DesktopApp:
             return
         if cap.method == "primary":
             self._last_primary = primary_key
-        await self.ask_about(cap.text, image, "hotkey", confirmed=confirmed)
+        await self.ask_about(cap.text, image, "hotkey", confirmed=confirmed, app=app)
 
     def _fresh_image(self, image: bytes | None) -> bytes | None:
         """The clipboard's image when it is new since the last press, else None: an old
@@ -299,26 +302,28 @@ class DesktopApp:
         self._last_image = digest
         return image if fresh else None
 
-    def request_for(self, text: str, image: bytes | None, source: str) -> Any:
+    def request_for(self, text: str, image: bytes | None, source: str, app: str = "") -> Any:
         """The request for a selection: the instruction from what the selection is (its
         classification), the answer bounded by the classified route's desktop_max_tokens."""
         from ...ask import AskRequest
         from ...backends.base import ChatOptions
 
-        probe = AskRequest(prompt=text, image=image, source=source)
+        # app: the focused application at press time, a prior for the classifier
+        probe = AskRequest(prompt=text, image=image, source=source, app=app)
         classification = self.asker.classify(probe)
         route = self.config.route(classification.route)
         instruction = instruction_for(text, route.instruction, image is not None)
         limit = route.desktop_max_tokens or None
-        return AskRequest(prompt=text, image=image, source=source, bare=False,
+        return AskRequest(prompt=text, image=image, source=source, bare=False, app=app,
                           instruction=instruction,
                           options=ChatOptions(max_tokens=limit))
 
     async def ask_about(self, text: str, image: bytes | None = None,
-                        source: str = "hotkey", confirmed: bool = False) -> str:
+                        source: str = "hotkey", confirmed: bool = False,
+                        app: str = "") -> str:
         """Ask about a selection (the busy policy applies); returns what happened:
         "asking", "queued", "refused", "offered" or "cancelled-previous"."""
-        req = self.request_for(text, image, source)
+        req = self.request_for(text, image, source, app)
         outcome = "asking"
         running = self.current is not None and self.current.active
         if running:
@@ -731,3 +736,10 @@ async def _maybe_await(value: Any) -> Any:
         return await value
     return value
 
+
+def _focused_app_name() -> str:
+    """The focused application's class or process name, "" when it cannot be told."""
+    from ...desktop.focus import focused_app
+
+    app = focused_app()
+    return app.name if app else ""
