@@ -6,7 +6,7 @@
     python bench/train_classifier.py --check     # retrain, compare with the shipped file
 
 Data: ../shared/eval/train.jsonl (weakly labeled public prompts; see its TRAIN.md),
-bench/data/authored.jsonl (183 prompts written for kinds the pool lacks: chores and
+bench/data/authored.jsonl (239 prompts written for kinds the pool lacks: chores and
 framework questions in plain words, spreadsheet formulas, probability, Boolean expressions,
 scheduling, maths in other languages, explanations with physics words, polite rewrites)
 and, with --with-dev, dev.jsonl as well. Items that came with an image are left out (the image, not
@@ -53,6 +53,7 @@ from labrouter.core.classify_model import (  # noqa: E402
     expand,
     rule_features,
     text_features,
+    tf,
 )
 
 EVAL = ROOT.parent / "shared" / "eval"
@@ -61,6 +62,7 @@ if not EVAL.exists():  # a worktree: /work/wt/NAME -> /work/shared
 MODEL_PATH = ROOT / "src" / "labrouter" / "core" / MODEL_RESOURCE
 # Prompts written for the kinds the public pool lacks (see bench/data/README.md).
 AUTHORED = ROOT / "bench" / "data" / "authored.jsonl"
+CACHE = Path("/tmp/labrouter-loso-logits.npz")  # the held-out logits, to look at afterwards
 ROUTES = tuple(sorted(BUILTIN_ROUTES))  # the model's route order
 
 # Chosen on LOSO accuracy (see --sweep).
@@ -131,13 +133,15 @@ class Featurizer:
     def matrix(self) -> sparse.csr_matrix:
         rows, cols, vals = [], [], []
         for i, (t, r) in enumerate(zip(self.text, self.rules, strict=True)):
-            norm = 1.0 / math.sqrt(sum(t.values()))
-            for f, c in t.items():
+            # character n-grams add up word by word, as the run time's per-word cache does
+            values = {f: (float(c) if f[0] == "~" else tf(c)) for f, c in t.items()}
+            norm = 1.0 / math.sqrt(sum(values.values()))
+            for f, v in values.items():
                 j = self.index.get(f)
                 if j is not None:
                     rows.append(i)
                     cols.append(j)
-                    vals.append(c * norm)
+                    vals.append(v * norm)
             for f in set(r):
                 j = self.index.get(f)
                 if j is not None:
@@ -209,8 +213,8 @@ def to_model(fitted: Fit, vocab: Sequence[str], temperature: float) -> LinearMod
     )
 
 
-RULE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
-OFFSETS = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)
+RULE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+OFFSETS = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
 
 def tune(logits: np.ndarray, scores: np.ndarray, y: np.ndarray,
@@ -302,6 +306,7 @@ def loso(items: Sequence[Item], feats: Featurizer, c: float = C, power: float = 
         if verbose:
             print(f"  fold {g}: {int(test.sum())} items", file=sys.stderr)
     groups_of = np.array([it.group for it in items])
+    np.savez(CACHE, logits=logits, scores=feats.scores, y=y, groups=groups_of)
     rule_weight, offsets = tune(logits, feats.scores, y, groups_of)
     adjusted = logits + rule_weight * feats.scores + offsets
     temperature = fit_temperature(adjusted, y)

@@ -394,7 +394,7 @@ def test_cli_ask_is_sticky_across_runs(labrouter_home: Path) -> None:
         (labrouter_home / "config").mkdir(parents=True)
         (labrouter_home / "config" / "config.toml").write_text(
             f'[[servers]]\nurl = "{url}"\n' + FAST)
-        borderline = "what does this function return"  # quick, weakly; some sign of code
+        borderline = "fix this"  # quick, weakly; some sign of code
         assert json.loads(_cli(labrouter_home, "ask", "--json", borderline).stdout)[
             "route"] == "quick"
         for _ in range(3):

@@ -192,8 +192,6 @@ REASONING = {
         "(B) The blue box is first\n(C) The green box is first"
     ),
     "boolean expression": "not ( True and False ) or False and True is",
-    "plausibility judgement": 'Is the following sentence plausible? "The goalkeeper hit a '
-    'three-pointer in the first inning."',
     "arithmetic expression": "((7 - 3) * 5 + 12 / 4) =",
     "constraint planning": (
         "Schedule five talks into three rooms so that no two talks by the same speaker are "
@@ -256,9 +254,6 @@ QUICK = [
     "How many moons does Mars have?",
     "Rewrite this to sound friendlier: Send me the report by 5pm.",
     "Write a haiku about autumn rain.",
-    # Numbers and a question, but the answer is read off the passage, not computed.
-    "The lighthouse was built in 1871 and rebuilt in 1923 after a storm. It is 48 metres "
-    "tall and has 212 steps.\n\nBased on this paragraph, how many steps does it have?",
 ]
 
 
@@ -336,9 +331,11 @@ def test_extra_keywords_match_whole_words_only() -> None:
 
 
 def test_extra_keywords_add_to_builtin_routes() -> None:
-    prompt = "Help me with my terraform plan."
+    prompt = "Help me with my quarterly plan."
     assert classify(prompt).route == "quick"
-    assert classify(prompt, extra_keywords={"code": {"terraform": 2.5}}).route == "code"
+    result = classify(prompt, extra_keywords={"code": {"quarterly plan": 3.0}})
+    assert result.route == "code"
+    assert "code: configured keywords (+3.0)" in result.reasons
 
 
 # --------------------------------------------------------------------------- the result

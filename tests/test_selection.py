@@ -21,8 +21,7 @@ SELECTIONS = [
      "    return total / len(xs)\n", "code", DEFAULT_INSTRUCTIONS["code"]),
     ("Traceback (most recent call last):\n  File \"app.py\", line 9, in <module>\n"
      "    main()\nKeyError: 'user'", "error", DEFAULT_INSTRUCTIONS["error"]),
-    ("A tank holds 240 litres and leaks 3 litres an hour while a tap adds 5 litres an "
-     "hour. Starting half full, when is it full.", "problem", DEFAULT_INSTRUCTIONS["problem"]),
+    ("((12 - 4) * 3 + 18 / 6) - 7 * 2 =", "problem", DEFAULT_INSTRUCTIONS["problem"]),
     ("The council met on Tuesday to discuss the new cycle lanes. Residents raised concerns "
      "about parking, while shop owners argued that more cyclists would bring more trade. "
      "A decision is expected next month after a public consultation.\n\nThe consultation "

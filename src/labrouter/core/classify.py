@@ -99,6 +99,7 @@ APP_EVIDENCE = 0.75  # the same prior for the rules alone, in evidence points
 # Confidence given to the cheap-question rule's quick (its precision on the data, rounded
 # down): a rule, not the model, decided.
 CHEAP_CONFIDENCE = 0.9
+FEW_WORDS = 3  # a prompt this short needs a rule's evidence for a route other than quick
 
 # Prompts beyond MAX_ANALYSED are classified on their head and tail: what a request is
 # shows at its start or end, and this keeps a pasted megabyte fast.
@@ -775,6 +776,14 @@ class Classifier:
             notes.insert(0, f"quick: a one-line {ev.cheap} question stays cheap (model said "
                             f"{route} {probs[route]:.2f})")
             route, confidence = QUICK, max(probs[QUICK], CHEAP_CONFIDENCE)
+        elif route != QUICK and confidence < 0.6 and len(text.split()) <= FEW_WORDS and not any(
+            builtin[r] for r in (CODE, REASONING, VISION)
+        ):
+            # too little to go on and no rule saw code, maths or a picture: the model's
+            # guess from a word or two is not worth an expensive route
+            notes.insert(0, f"quick: a few words with no sign of {route} (model said "
+                            f"{route} {probs[route]:.2f})")
+            route, confidence = QUICK, probs[QUICK]
         user = [r for r in self._routes if r not in COST and ev.scores[r] >= THRESHOLD]
         if user and not image:
             best = max(user, key=lambda r: ev.scores[r])
@@ -782,7 +791,7 @@ class Classifier:
                 notes.insert(0, f"{best}: configured keywords ({ev.scores[best]:.1f})")
                 route = best
                 confidence = _softmax_share(ev.scores, best)
-        runner_up = next((r for r in ranked if r != route), "")
+        runner_up = next((r for r in ranked if r != route), "") if text.strip() else ""
         reasons: list[str] = []
         if route in probs:
             reasons.append(

@@ -17,9 +17,11 @@ Features
 - a few shape features (length class, line count class, first words, last character);
 - the rule layer's evidence (`rule_features`): which rules fired and how strongly.
 
-The text features of one prompt are counted and divided by the square root of their total
-count (a length normalisation); rule features count 1 each. Words' character n-grams are
-cached per word, so a long prompt costs a dictionary look-up per distinct word.
+The text features of one prompt are counted, each count c becomes 1 + log(c) (`tf`; the
+character n-grams simply add up over the distinct words), and the values are divided by
+the square root of their sum (a length normalisation); rule features count 1 each. The
+weights of a word's character n-grams are summed once and cached, so a long prompt costs
+a dictionary look-up per distinct word.
 """
 
 from __future__ import annotations
@@ -93,6 +95,12 @@ def text_features(text: str) -> tuple[Counter[str], list[str]]:
     return feats, words
 
 
+def tf(count: int) -> float:
+    """A feature's value from its count: sublinear, so a word repeated a thousand times in
+    a pasted log does not outweigh everything else."""
+    return 1.0 + math.log(count) if count > 1 else float(count)
+
+
 def expand(feats: Counter[str], words: Sequence[str]) -> Counter[str]:
     """All features with the words' character n-grams spelled out (for training)."""
     out = Counter(feats)
@@ -149,13 +157,14 @@ class LinearModel:
         k = len(self.routes)
         acc = [0.0] * k
         weights = self.weights
-        total = 0
+        total = 0.0
         for f, c in feats.items():
-            total += c
+            v = tf(c)
+            total += v
             w = weights.get(f)
             if w is not None:
                 for i in range(k):
-                    acc[i] += c * w[i]
+                    acc[i] += v * w[i]
         spelled = self._spelling
         for word in words:
             hit = spelled.get(word)
@@ -199,7 +208,7 @@ class LinearModel:
         for f, c in features[0].items():
             if f[0] in "=~!" or (w := weights.get(f)) is None:
                 continue
-            gain = c * (w[a] - w[b])
+            gain = tf(c) * (w[a] - w[b])
             if gain > 0:
                 best.append((gain, f))
         best.sort(reverse=True)

@@ -43,6 +43,8 @@ BORDERLINE = 0.6
 #: wrong cheap answer costs a retry, a wrong expensive one minutes of a big model
 CHEAPER_BELOW = 0.5
 STICKY_WINDOW = 300.0  # seconds
+#: the probability of the sticky route a prompt needs to stay on it
+STICKY_EVIDENCE = 0.2
 STICKY_COUNT = 3
 _NOT_CHAT = ("embed", "rerank", "bge-", "nomic-embed", "mxbai")
 
@@ -335,15 +337,25 @@ def resolve_route(c: Classification, history: RouteHistory | None, now: float,
         sticky = history.sticky_route(now)
         # only a prompt with some evidence for the sticky route stays on it: a follow-up
         # about the code sticks, "tell me a joke" after three code prompts does not
-        if sticky and sticky != c.route and c.scores.get(sticky, 0.0) > 0:
+        if sticky and sticky != c.route and _some_evidence(c, sticky):
             return sticky, (f"route {sticky}: the prompt looked {c.route} but only weakly "
                             f"(confidence {c.confidence:.2f}), and the last {STICKY_COUNT} "
                             f"requests went to {sticky}")
+        if sticky and sticky == c.route:
+            return c.route, (f"route {c.route} (confidence {c.confidence:.2f}; the last "
+                             f"{STICKY_COUNT} requests went there too)")
     cheaper = _cheaper_route(c)
     if cheaper:
         return cheaper, (f"route {cheaper}: the prompt looked {c.route} but with confidence "
                          f"{c.confidence:.2f} only, so the cheaper route answers")
     return c.route, f"route {c.route} (confidence {c.confidence:.2f})"
+
+
+def _some_evidence(c: Classification, route: str) -> bool:
+    """Whether the classifier saw anything of `route` in the prompt."""
+    if c.probabilities:
+        return c.probabilities.get(route, 0.0) >= STICKY_EVIDENCE
+    return c.scores.get(route, 0.0) > 0
 
 
 def _cheaper_route(c: Classification) -> str | None:
@@ -357,6 +369,8 @@ def _cheaper_route(c: Classification) -> str | None:
     cost = COST.get(c.route)
     if cost is None or cost < COST[REASONING]:
         return None
+    if COST.get(c.runner_up, -1) >= cost:
+        return None  # the other likely route is dearer still: this one is the cheaper
     alt = c.runner_up if c.runner_up in (QUICK, REASONING) else QUICK
     return alt if COST[alt] < cost else None
 

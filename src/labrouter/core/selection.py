@@ -72,14 +72,14 @@ def selection_kind(c: Classification, text: str) -> str:
         return PROBLEM if c.route == REASONING and not stripped.endswith("?") else QUESTION
     if _REQUEST_START.match(stripped):
         return REQUEST
+    if len(stripped.split()) <= 4 and not stripped.endswith((".", "!", ";", "}", ")")):
+        return QUESTION  # a term or a name ("monad", "Treaty of Westphalia"): ask about it
     if c.route == REASONING:
         return PROBLEM
     if c.route == CODE:
         return CODE_KIND
     if c.route == VISION:
         return QUESTION
-    if short and "\n" not in stripped and len(stripped.split()) < 12:
-        return QUESTION  # a phrase or a term: ask about it as it is
     return PROSE
 
 
