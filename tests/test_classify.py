@@ -462,8 +462,8 @@ def test_probabilities_are_a_distribution_and_match_the_confidence() -> None:
 
 
 def test_model_features_see_shape_not_just_words() -> None:
-    assert tokens("def f(x): return 2 + 23") == [
-        "def", "f", "(", "x", ")", ":", "return", "0", "+", "00"
+    assert tokens("def f(x): return 2 + 23 * 2024") == [
+        "def", "f", "(", "x", ")", ":", "return", "0", "+", "00", "*", "000", "0"
     ]
     feats, words = text_features("Fix the bug in my SQL query")
     assert "sql" in feats and "sql query" in feats and "sql" in words
