@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 MODEL_RESOURCE = "classify_model.json.gz"
 # The model reads the head and tail of a prompt: requests are at either end, and this keeps
@@ -216,20 +217,22 @@ class LinearModel:
         return softmax([x / self.temperature for x in logits])
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> LinearModel:
-        routes = tuple(str(r) for r in data["routes"])  # type: ignore[union-attr]
-        scale = float(data.get("scale", 1.0))  # type: ignore[arg-type]
-        raw = data["weights"]
-        if not isinstance(raw, dict):
-            raise ValueError("model file: weights must be an object")
-        weights = {f: tuple(v * scale for v in w) for f, w in raw.items()}
-        return cls(
-            routes=routes,
-            bias=tuple(float(b) for b in data["bias"]),  # type: ignore[union-attr]
-            weights=weights,
-            temperature=float(data.get("temperature", 1.0)),  # type: ignore[arg-type]
-            rule_weight=float(data.get("rule_weight", 0.0)),  # type: ignore[arg-type]
-        )
+    def from_dict(cls, data: Mapping[str, Any]) -> LinearModel:
+        """The model from its file form (`to_dict`); ValueError when it is not one."""
+        try:
+            scale = float(data.get("scale", 1.0))
+            raw = data["weights"]
+            if not isinstance(raw, dict):
+                raise ValueError("weights must be an object")
+            return cls(
+                routes=tuple(str(r) for r in data["routes"]),
+                bias=tuple(float(b) for b in data["bias"]),
+                weights={str(f): tuple(float(v) * scale for v in w) for f, w in raw.items()},
+                temperature=float(data.get("temperature", 1.0)),
+                rule_weight=float(data.get("rule_weight", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a classifier model file: {exc}") from None
 
     def to_dict(self, digits: int = 3) -> dict[str, object]:
         """Compact form: weights as integers of 10**-digits."""
