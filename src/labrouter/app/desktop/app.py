@@ -248,11 +248,18 @@ class DesktopApp:
             self.events.append("press ignored: still capturing")
             return
         self.capturing = True
-        # the focused application is read before the capture's key presses: a prior for
-        # the classifier (an editor leans to code), never the window title
-        app = await asyncio.to_thread(_focused_app_name)
+        # the focused application is read just before the capture's key presses, in the
+        # same worker thread: a prior for the classifier (an editor leans to code), never
+        # the window title
+        app = ""
+
+        def focus_then_capture() -> Capture:
+            nonlocal app
+            app = _focused_app_name()
+            return self.capture.capture()
+
         try:
-            cap: Capture = await asyncio.to_thread(self.capture.capture)
+            cap: Capture = await asyncio.to_thread(focus_then_capture)
         except Exception as exc:  # a clipboard tool that hangs or dies: say so, never mute
             log.warning("capturing the selection failed", exc_info=True)
             self.events.append(f"capture failed: {type(exc).__name__}")
