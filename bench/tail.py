@@ -118,7 +118,8 @@ class Figures:
             return f"all {self.failed} failed"
         t = sorted(self.times)
         p95 = t[min(len(t) - 1, max(0, round(0.95 * len(t)) - 1))]
-        out = f"{statistics.median(t):6.2f} s  p95 {p95:6.2f} s  extra {self.extra:3d}"
+        out = (f"{statistics.median(t):5.2f} s  p95 {p95:5.2f}  max {t[-1]:5.2f}  "
+               f"extra {self.extra:2d}")
         if self.failed:
             out += f"  failed {self.failed}"
         return out
@@ -235,14 +236,16 @@ async def main() -> int:
     p.add_argument("--cap", type=float, default=200.0, help="give up on one run after (s)")
     p.add_argument("--only", default=",".join(SCENARIOS))
     p.add_argument("--no-hedge", action="store_true", help="labrouter with hedge = false")
+    p.add_argument("--systems", default="labrouter,LiteLLM")
     args = p.parse_args()
     os.environ.setdefault("LABROUTER_LOOPBACK_ONLY", "1")
     logging.basicConfig(level=logging.WARNING)
-    systems: list[type] = [Labrouter]
+    systems: list[type] = [Labrouter] if "labrouter" in args.systems else []
     try:
         import litellm  # noqa: F401
 
-        systems.append(LiteLLM)
+        if "LiteLLM" in args.systems:
+            systems.append(LiteLLM)
         import importlib.metadata as md
         litellm_version = md.version("litellm")
     except ImportError:
@@ -263,7 +266,7 @@ async def main() -> int:
     print(f"code server: ttft {CODE_TTFT} s, {CODE_TPS:g} tok/s; quick server: ttft "
           f"{QUICK_TTFT} s, {QUICK_TPS:g} tok/s; time to the complete answer "
           "(median, p95) and chat requests beyond one per question")
-    print(f"{'scenario':10s}" + "".join(f"{cls.name:>44s}" for cls in systems))
+    print(f"{'scenario':10s}" + "".join(f"{cls.name:>50s}" for cls in systems))
     results: dict[tuple[str, str], Figures] = {}
     try:
         for scenario in [s for s in args.only.split(",") if s]:
@@ -274,7 +277,7 @@ async def main() -> int:
                     fig = await measure(system, lab, loop, scenario, args.runs, args.warmup,
                                         args.cap)
                 results[(scenario, cls.name)] = fig
-                row += f"{fig.cell():>44s}"
+                row += f"{fig.cell():>50s}"
             print(row, flush=True)
     finally:
         loop.run(gpu.stop())
@@ -290,13 +293,19 @@ def _targets(results: dict[tuple[str, str], Figures]) -> None:
         return statistics.median(f.times) if f and f.times else None
 
     healthy, hang, stall, slow = med("healthy"), med("hang"), med("stall"), med("slow")
+    worst = {s: max(f.times) for (s, n), f in results.items() if n == "labrouter" and f.times}
     print("\ntargets (labrouter):")
     if healthy is not None and hang is not None:
         print(f"  hung code server: {hang - healthy:+.2f} s vs healthy (target < +5 s): "
               + ("met" if hang - healthy < 5 else "NOT met"))
-    if healthy is not None and stall is not None:
-        print(f"  mid-stream stall: {stall - healthy:+.2f} s vs healthy (target: restarted "
-              "within 3 s): " + ("met" if stall - healthy < 3 else "NOT met"))
+    if healthy is not None and "hang" in worst:
+        print(f"  hung code server, worst run (the first, before it is known): "
+              f"{worst['hang'] - healthy:+.2f} s vs healthy")
+    if healthy is not None and stall is not None and "stall" in worst:
+        print(f"  mid-stream stall: the run that stalled took {worst['stall'] - healthy:+.2f} s "
+              "more than a healthy answer (target: restarted within 3 s): "
+              + ("met" if worst["stall"] - healthy < 3 else "NOT met")
+              + f"; median {stall - healthy:+.2f} s (it is skipped once known)")
     f = results.get(("slow", "labrouter"))
     if f is not None and slow is not None:
         print(f"  slow but healthy: {f.extra} extra requests in {len(f.times)} answers "
