@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -748,6 +749,7 @@ class Asker:
                 async with asyncio.timeout_at(start + dl.first_token) as deadline, \
                         aclosing(chunks):
                     last = start
+                    moved, slack = -math.inf, dl.gap / 10
                     async for chunk in chunks:
                         now = loop.time()
                         if chunk.done:
@@ -764,7 +766,12 @@ class Asker:
                                     self.speeds.record_first_token(cand.key, now - start,
                                                                    cand.loaded)
                             last = now
-                            deadline.reschedule(now + dl.gap)
+                            if now >= moved + slack:
+                                # moved at most every tenth of the gap, and then a tenth
+                                # further: never sooner than ``gap`` after this token,
+                                # without a new timer for every token
+                                moved = now
+                                deadline.reschedule(now + dl.gap + slack)
                         if chunk.text:
                             parts.append(chunk.text)
                             put(Text(chunk.text))
