@@ -33,6 +33,7 @@ LONG = "This answer is long. " * 30  # > 200 characters: does not fit a notifica
 class FakeDaemon:
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.control: Any = None
         self.peers = [Peer(node_id="me", name="mac", is_self=True,
                            servers=(ServerState(id="ollama", url="http://127.0.0.1:1"),))]
         self.callbacks: list[Callable[[], Any]] = []
@@ -448,7 +449,7 @@ async def test_control_ask_selection_for_a_desktop_shortcut(ctx: Context) -> Non
     """`labrouter ask --selection` bound to a Wayland shortcut reaches the running app."""
     a = App(ctx)
     control = FakeControl()
-    a.daemon.control = control  # type: ignore[attr-defined]
+    a.daemon.control = control
     await a.start()
     handler = control.handlers["ask-selection"]
     assert await handler({"cmd": "ask-selection", "text": "from wl-paste"}) == {

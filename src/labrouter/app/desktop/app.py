@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ...ask import AskEvent, AskRequest, AskResult
+from ...core.classify import Classification
 from ...core.errors import LabrouterError
 from ...core.peers import Peer
 from ...desktop.hotkey import WAYLAND_HINT, default_hotkey, human_hotkey
@@ -77,10 +79,19 @@ QUIT_GRACE = 10.0  # seconds a shutdown may take before the watchdog ends the pr
 PAUSE_REASON = "rented out"
 
 
+class ControlRegistry(Protocol):
+    """The part of app.control.ControlServer the desktop uses: one more command."""
+
+    def register(self, cmd: str, handler: Callable[[dict[str, Any]], Any]) -> None: ...
+
+
 class DaemonLike(Protocol):
     """The part of app.daemon.Daemon the desktop uses (docs/interfaces.md)."""
 
     loop: asyncio.AbstractEventLoop | None
+
+    @property
+    def control(self) -> ControlRegistry | None: ...
 
     def snapshot(self) -> list[Peer]: ...
 
@@ -96,9 +107,9 @@ class DaemonLike(Protocol):
 class StreamAsker(Protocol):
     """The part of ``ask.Asker`` the desktop uses: classify a selection, stream an answer."""
 
-    def classify(self, req: Any) -> Any: ...
+    def classify(self, req: AskRequest) -> Classification: ...
 
-    def stream(self, req: Any) -> AsyncGenerator[Any, None]: ...
+    def stream(self, req: AskRequest) -> AsyncGenerator[AskEvent, None]: ...
 
 
 class AnswerWindowsLike(Protocol):
@@ -118,7 +129,7 @@ class Running:
     request, when it started and what it is asking."""
 
     seq: int
-    req: Any
+    req: AskRequest
     t0: float
     label: str = ""
     task: asyncio.Task[None] | None = None  # set as soon as it is started
@@ -156,7 +167,7 @@ class DesktopApp:
         self.daemon = daemon
         self.asker = asker
         self.windows = windows
-        self.config_answer = getattr(ctx.config.desktop, "answer", "notification")
+        self.config_answer = ctx.config.desktop.answer
         self.store = store
         self.clock = clock
         self.parts = parts
@@ -175,7 +186,7 @@ class DesktopApp:
         self.limits = limits_for()
         # loop-thread state
         self.recent: collections.deque[RecentAnswer] = collections.deque(maxlen=MAX_RECENT)
-        self.pending: collections.deque[Any] = collections.deque()
+        self.pending: collections.deque[AskRequest] = collections.deque()
         self.current: Running | None = None
         self.seq = 0
         self._confirm_until = 0.0  # a press before this confirms (ask again / cancel)
@@ -309,7 +320,8 @@ class DesktopApp:
         self._last_image = digest
         return image if fresh else None
 
-    def request_for(self, text: str, image: bytes | None, source: str, app: str = "") -> Any:
+    def request_for(self, text: str, image: bytes | None, source: str, app: str = ""
+                    ) -> AskRequest:
         """The request for a selection: the instruction from what the selection is (its
         classification), the answer bounded by the classified route's desktop_max_tokens."""
         from ...ask import AskRequest
@@ -362,7 +374,7 @@ class DesktopApp:
         self._start(req)
         return outcome
 
-    def _start(self, req: Any) -> None:
+    def _start(self, req: AskRequest) -> None:
         self.seq += 1
         running = Running(self.seq, req, self.clock())
         running.task = asyncio.get_running_loop().create_task(self._work(running))
@@ -426,7 +438,7 @@ class DesktopApp:
 
         req = running.req
         asking: Shown | None = None
-        result: Any = None
+        result: AskResult | None = None
         try:
             async with contextlib.aclosing(self.asker.stream(req)) as events:
                 async for ev in events:
@@ -464,12 +476,12 @@ class DesktopApp:
             await self.deliver(req.prompt, result, newest=running.seq == self.seq,
                                replaces=asking)
 
-    async def deliver(self, question: str, result: Any, newest: bool = True,
+    async def deliver(self, question: str, result: AskResult, newest: bool = True,
                       replaces: Shown | None = None) -> None:
         """Show an answer: a notification (replacing "Asking..."), Recent answers, and the
         clipboard per ``copy_answer`` only while it is the newest question: an answer that
         arrives after the user asked something newer never touches the clipboard."""
-        answer: str = result.answer
+        answer = result.answer
         label = f"{result.model} on {result.node} ({result.route})"
         self.recent.appendleft(RecentAnswer(question, answer, label, self.wall()))
         self._save_recent()
@@ -483,7 +495,7 @@ class DesktopApp:
             except Exception:  # the answer must still be shown, and not claim a copy
                 log.warning("could not copy the answer to the clipboard", exc_info=True)
                 copy = False
-        cut = getattr(result, "finish_reason", "stop") == "length"
+        cut = result.finish_reason == "length"
         note = "(cut short: the answer reached this route's length limit)" if cut else ""
         if fits.shortened or note:
             suffix = ("(full answer copied to the clipboard)" if copy else
@@ -503,7 +515,7 @@ class DesktopApp:
                           on_action=on_action, timeout_ms=ANSWER_TIMEOUT_MS)
         self.refresh()
 
-    async def record_answer(self, question: str, result: Any) -> None:
+    async def record_answer(self, question: str, result: AskResult) -> None:
         """An answer the answer window showed: into Recent answers (and kept)."""
         label = f"{result.model} on {result.node} ({result.route})"
         self.recent.appendleft(RecentAnswer(question, result.answer, label, self.wall()))
@@ -619,9 +631,8 @@ class DesktopApp:
         if self.windows is not None and hasattr(self.windows, "start"):
             self._bg(self._start_windows())
         await _maybe_await(self.daemon.on_change(self._on_change))
-        control = getattr(self.daemon, "control", None)
-        if control is not None and hasattr(control, "register"):
-            control.register("ask-selection", self._control_ask_selection)
+        if self.daemon.control is not None:
+            self.daemon.control.register("ask-selection", self._control_ask_selection)
         self.refresh()
         if self.login is not None and self.login.available:
             asyncio.get_running_loop().create_task(self._read_autostart())
