@@ -467,6 +467,7 @@ def server(name, models, loaded=(), up=True, flight=0):
 
 class Daemon:
     loop = None
+    control = None
     def snapshot(self):
         return [Peer("a", "mac-mini", is_self=True,
                      servers=(server("mac", ["qwen3:4b", "gemma3:4b"], ("qwen3:4b",)),)),
