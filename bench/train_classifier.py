@@ -142,15 +142,17 @@ class Featurizer:
                     rows.append(i)
                     cols.append(j)
                     vals.append(v * norm)
-            for f in set(r):
+            for f in sorted(set(r)):  # sorted: a set's order changes from run to run
                 j = self.index.get(f)
                 if j is not None:
                     rows.append(i)
                     cols.append(j)
                     vals.append(float(r.count(f)))
-        return sparse.csr_matrix(
+        m = sparse.csr_matrix(
             (vals, (rows, cols)), shape=(len(self.text), len(self.vocab)), dtype=np.float32
         )
+        m.sort_indices()  # one summation order, so every run fits the same weights
+        return m
 
 
 def sample_weights(items: Sequence[Item], power: float = SOURCE_POWER) -> np.ndarray:

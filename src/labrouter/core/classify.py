@@ -1022,7 +1022,7 @@ def _code_words(t: _Text, shape: float, ev: _Evidence) -> bool:
     langs: set[str] = set(tokens & LANGUAGES)
     lang_request = False
     if tokens & (LANGUAGES | _AMBIGUOUS_LANGS):
-        for lang in tokens & _LANG_NEXT_WORD.keys():
+        for lang in sorted(tokens & _LANG_NEXT_WORD.keys()):
             for m in _word_matches(_LANG_NEXT_WORD[lang], region):
                 if m.group(1) in CODE_NOUNS and not (
                     lang == "python" and _is_snake(t, m.start())
@@ -1070,12 +1070,12 @@ def _code_words(t: _Text, shape: float, ev: _Evidence) -> bool:
     if "given" in tokens and "return" in tokens and _word_search(_CODING_PROBLEM, region):
         ev.add(CODE, 2.5, "a coding problem (given ..., return ...)")
         requested = True
-    for tool in tokens & TOOL_WORDS.keys():
+    for tool in sorted(tokens & TOOL_WORDS.keys()):  # sorted: the same reason every run
         if used := tokens & TOOL_WORDS[tool]:
             ev.add(CODE, 1.5, f"{tool} work ({', '.join(sorted(used)[:2])})")
             break
     if shape < 2:
-        for cmd in tokens & SHELL_COMMANDS:
+        for cmd in sorted(tokens & SHELL_COMMANDS):
             if _word_search(_SHELL_FLAG[cmd], t.instr):
                 ev.add(CODE, 2.0, f"a {cmd} command")
                 break
