@@ -53,6 +53,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from types import MappingProxyType
 
 from .classify_data import (
@@ -129,6 +130,8 @@ _IMPORT = re.compile(
     r"[\w.]+[ \t]+import[ \t]+\S|#include[ \t]*[<\"]|using[ \t]+(?:namespace[ \t]+)?[\w.]+;|"
     r"package[ \t]+[\w.]+;|(?:const|let|var)[ \t]+\w+[ \t]*=[ \t]*require\(|use[ \t]+[\w:]+;)"
 )
+# _IMPORT's keyword stands between blanks and a blank, "<", '"' or "(": it is a token.
+_IMPORT_WORDS = frozenset(("import", "from", "#include", "using", "package", "require", "use"))
 _JS_FUNC = re.compile(r"function\b[ \t]*[\w$]*[ \t]*\([^()\n]*\)\s*\{")
 _ARROW = re.compile(r"=>[ \t]*[{(\w\"'\[]")
 _FN = re.compile(r"fn[ \t]+\w+[ \t]*[<(]|func[ \t]+(?:\(\w+[ \t]+\*?\w+\)[ \t]*)?\w+\(")
@@ -137,6 +140,10 @@ _C_DECL = re.compile(
     r"(?:void|int|char|float|double|bool|boolean|long|short|unsigned|String|auto|size_t)"
     r"\b[\w \t*&<>\[\],]*?\b\w+[ \t]*\([^;\n]*\)[ \t]*(?:const[ \t]*)?\{?[ \t]*(?=\n|$)"
 )
+# _C_DECL's type word stands between blanks and a blank, "*", "&", "<", ">", "[", "]" or ",",
+# all word separators: it is one of the prompt's tokens whenever _C_DECL can match.
+_C_TYPES = word_set("void int char float double bool boolean long short unsigned string auto")
+_C_TYPES |= {"size_t"}
 _DECL = re.compile(
     r"\n[ \t]*(?:(?:let|const|var)[ \t]+(?:mut[ \t]+)?[A-Za-z_$][\w$]*[ \t]*(?::[^=\n]+)?="
     r"|(?:for|while|if|switch)[ \t]*\(|for[ \t]+\w+(?:[ \t]*,[ \t]*\w+)*[ \t]+in[ \t]+\S+:"
@@ -327,6 +334,13 @@ _FS_TASK = re.compile(
     r"network interfaces?|open ports|memory usage|cpu usage|kernel version|uptime|"
     r"partitions?|checksums?|md5 ?sums?|tarballs?|zip files?|archives?)\b"
 )
+# A substring of every object _FS_TASK names.
+_FS_OBJECT_HINTS = (
+    "file", "director", "folder", "symlink", "symbolic link", "permission", "processes",
+    "pid", "inode", "disk ", "user", "host", "environment variable", "ip address",
+    "network interface", "open ports", "memory usage", "cpu usage", "kernel version",
+    "uptime", "partition", "checksum", "md5", "tarball", "archive",
+)
 _FS_TRIGGERS = FS_OBJECTS | word_set(
     """
     user username hostname host environment ip network ports memory cpu kernel uptime
@@ -361,6 +375,11 @@ _PASSAGE_TASK = re.compile(
     r"text|abstract|excerpt|story|email|review|reference text|document)\b|"
     r"(?:based on|according to|from|given|using) (?:this|the|these) (?:passage|paragraph|"
     r"article|text|facts|information|reference)"
+)
+# Every match of _PASSAGE_TASK ends in one of these: without one, it cannot match.
+_PASSAGE_NOUNS = (
+    "passage", "paragraph", "article", "text", "abstract", "excerpt", "story", "email",
+    "review", "document", "facts", "information", "reference",
 )
 
 # --------------------------------------------------------------------------- reasoning
@@ -442,10 +461,15 @@ _JUDGEMENT = re.compile(
     r"(?:sentence|statement|argument|claim|conclusion|inference)s?,?(?: [\w,]+){0,8} "
     r"(?:plausible|(?:deductively |logically )?valid or invalid|true or false)\b"
 )
-_STEP_BY_STEP = re.compile(
-    r"step[- ]by[- ]step\b[^.?!\n]{0,60}\breason|reasoning\b[^.?!\n]{0,60}\bstep[- ]by[- ]"
-    r"step|(?:explain|show) your (?:reasoning|work|answer)|think (?:carefully|step)|"
-    r"justify your answer"
+# One literal-led pattern per alternative (any one matching is a match): `re` scans for a
+# literal far faster than it tries an alternation at every position.
+_STEP_BY_STEP = (
+    re.compile(r"step[- ]by[- ]step\b[^.?!\n]{0,60}\breason"),
+    re.compile(r"reasoning\b[^.?!\n]{0,60}\bstep[- ]by[- ]step"),
+    re.compile(r"explain your (?:reasoning|work|answer)"),
+    re.compile(r"show your (?:reasoning|work|answer)"),
+    re.compile(r"think (?:carefully|step)"),
+    re.compile(r"justify your answer"),
 )
 _ESTIMATE = re.compile(
     r"(?:estimate|approximately how many|roughly how many|fermi)\b|how many \w+(?: \w+){0,3}"
@@ -592,20 +616,19 @@ def _view(text: str) -> _Text:
     else:
         instr = low
     split = low.translate(_WORD_SPLIT).split()
-    passage = _word_search(_PASSAGE_TASK, instr) is not None
+    passage = any(noun in instr for noun in _PASSAGE_NOUNS) and (
+        _word_search(_PASSAGE_TASK, instr) is not None
+    )
     return _Text(
         text, "\n" + text, "\n" + low, region, instr, frozenset(split), len(split), passage
     )
 
 
 def _count(pattern: re.Pattern[str], text: str, limit: int = 20) -> int:
-    """Matches of `pattern`, stopping at `limit` (the weights saturate long before)."""
-    n = 0
-    for _ in pattern.finditer(text):
-        n += 1
-        if n >= limit:
-            break
-    return n
+    """Matches of `pattern`, stopping at `limit` (the weights saturate long before; the
+    code-shape rules pass the count at which theirs saturates, so a long prompt stops
+    early)."""
+    return len(list(islice(pattern.finditer(text), limit)))  # the loop in C
 
 
 def _count_at_line_start(pattern: re.Pattern[str], text: str, limit: int = 20) -> int:
@@ -643,6 +666,37 @@ def _word_matches(pattern: re.Pattern[str], text: str, limit: int = 20) -> list[
 def _word_search(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     found = _word_matches(pattern, text, 1)
     return found[0] if found else None
+
+
+def _fs_task_search(instr: str) -> re.Match[str] | None:
+    """`_word_search(_FS_TASK, instr)`, searched only in the stretches between "?", "!" and
+    newlines that name a file-system object (the slow part of the pattern runs after every
+    common verb).
+
+    Exact: no match of _FS_TASK contains "?", "!" or a newline, and at the end of a segment
+    word boundaries and the look-ahead for a word character behave as they do before the
+    "?", "!" or newline that ends it.
+    """
+    found: set[int] = set()  # where the hints are (str.find is far faster than a regex)
+    for hint in _FS_OBJECT_HINTS:
+        i = instr.find(hint)
+        while i >= 0:
+            found.add(i)
+            i = instr.find(hint, i + 1)
+    done = 0  # the end of the last segment searched
+    for at in sorted(found):
+        if at < done:
+            continue
+        pos = max(instr.rfind(c, 0, at) for c in "?!\n") + 1
+        ends = [i for c in "?!\n" if (i := instr.find(c, at)) >= 0]
+        end = min(ends, default=len(instr))
+        done = end
+        while m := _FS_TASK.search(instr, pos, end):
+            start = m.start()
+            if start == 0 or not instr[start - 1].isalnum():
+                return m
+            pos = start + 1
+    return None
 
 
 class Classifier:
@@ -894,11 +948,11 @@ def _code_shape(t: _Text, ev: _Evidence) -> float:
             ev.add(CODE, 3.0, f"a fenced {lang} code block")
         else:
             ev.add(CODE, 1.0, "a fenced block")
-    if "def" in t.tokens and (n := _count_at_line_start(_PY_DEF, nl)):
+    if "def" in t.tokens and (n := _count_at_line_start(_PY_DEF, nl, 3)):
         ev.add(CODE, 3.0 + min(n, 3) * 0.5, "a Python def")
     if "class" in t.tokens and _CLASS_DEF.search(nl):
         ev.add(CODE, 2.5, "a class definition")
-    if n := _count(_IMPORT, nl):
+    if t.tokens & _IMPORT_WORDS and (n := _count(_IMPORT, nl, 3)):
         ev.add(CODE, min(1.5 + n * 0.5, 3.0), "import/include lines")
     if "function" in t.tokens and _JS_FUNC.search(text):
         ev.add(CODE, 3.0, "a JavaScript function")
@@ -906,17 +960,17 @@ def _code_shape(t: _Text, ev: _Evidence) -> float:
         ev.add(CODE, 3.0, "a fn/func definition")
     if "=>" in text and _ARROW.search(text):
         ev.add(CODE, 1.0, "an => arrow")
-    if ("{" in text or ";" in text) and _C_DECL.search(nl):
+    if ("{" in text or ";" in text) and t.tokens & _C_TYPES and _C_DECL.search(nl):
         ev.add(CODE, 2.5, "a C-style function signature")
-    if "(" in text and (n := sum(_count(p, text) for p in _CALLS)):
+    if "(" in text and (n := sum(_count(p, text, 4) for p in _CALLS)):
         ev.add(CODE, min(0.6 * n, 2.0), "method calls")
-    if n := _count(_DECL, nl):
+    if n := _count(_DECL, nl, 3):
         ev.add(CODE, min(1.0 * n, 3.0), "statements (let/for/if/return/assignment)")
-    semis = _count(_SEMI_END, text) if ";" in text else 0
-    braces = _count(_BRACE_CLOSE, nl) + sum(_count(p, nl) for p in _BRACE_OPEN)
+    semis = _count(_SEMI_END, text, 6) if ";" in text else 0
+    braces = _count(_BRACE_CLOSE, nl, 6) + sum(_count(p, nl, 6) for p in _BRACE_OPEN)
     if semis + braces >= 2:
         ev.add(CODE, min(0.5 * (semis + braces), 3.0), "brackets and semicolons")
-    if n := sum(_count(p, text) for p in _INDENT_BLOCK):
+    if n := sum(_count(p, text, 3) for p in _INDENT_BLOCK):
         ev.add(CODE, min(0.75 * n, 2.0), "an indented block")
     n = sum(_count(p, text) for p in _OPERATORS)
     if "c++" in t.tokens:
@@ -925,17 +979,17 @@ def _code_shape(t: _Text, ev: _Evidence) -> float:
         ev.add(CODE, min(0.3 * n, 2.0), "code operators (== && :: ->)")
     if _REPL.search(nl):
         ev.add(CODE, 2.0, "an interactive session (>>>)")
-    if _count(_LINE_COMMENT, nl) >= 2:
+    if _count(_LINE_COMMENT, nl, 2) >= 2:
         ev.add(CODE, 1.0, "code comments")
-    n = sum(_count(pat, nl) for gate, pat in _TRACEBACK if gate in t.tokens)
+    n = sum(_count(pat, nl, 4) for gate, pat in _TRACEBACK if gate in t.tokens)
     if n:
         ev.add(CODE, 2.0 + min(n, 4) * 0.75, "a stack trace")
-    n = sum(_count(pat, nl) for gate, pat in _COMPILER if not gate or gate in t.tokens)
+    n = sum(_count(pat, nl, 4) for gate, pat in _COMPILER if not gate or gate in t.tokens)
     if n:
         ev.add(CODE, 1.5 + min(n, 4) * 0.5, "a compiler or runtime error")
     if t.tokens & _SQL_TRIGGERS:
         upper = any(k in text for k in _SQL_UPPER_WORDS)
-        n = (_count(_SQL_UPPER, text) if upper else 0) + _count(_SQL_LOWER, t.nl_low)
+        n = (_count(_SQL_UPPER, text, 4) if upper else 0) + _count(_SQL_LOWER, t.nl_low, 4)
         if n:
             ev.add(CODE, min(1.5 + n * 0.75, 4.0), "SQL")
     n = 0
@@ -947,27 +1001,27 @@ def _code_shape(t: _Text, ev: _Evidence) -> float:
         )
     if n:
         ev.add(CODE, min(2.0 + n * 0.5, 4.0), "a shell command line")
-    elif ("$ " in text or "@" in text) and (n := _count(_PROMPT_LINE, nl)):
+    elif ("$ " in text or "@" in text) and (n := _count(_PROMPT_LINE, nl, 3)):
         ev.add(CODE, min(1.5 + n * 0.5, 3.0), "a shell prompt line")
-    if "`" in text and (n := _count(_INLINE_CODE, text)):
+    if "`" in text and (n := _count(_INLINE_CODE, text, 3)):
         ev.add(CODE, min(0.75 * n, 2.0), "inline code in backticks")
-    if "from" in t.tokens and "run" in t.tokens and (n := _count(_DOCKERFILE, nl)) >= 2:
+    if "from" in t.tokens and "run" in t.tokens and (n := _count(_DOCKERFILE, nl, 3)) >= 2:
         ev.add(CODE, min(1.5 * n, 4.0), "a Dockerfile")
     if ":\n" in text or ":\r\n" in text:
-        nested = _count(_YAML_NESTED, nl)
+        nested = _count(_YAML_NESTED, nl, 6)
         if nested >= 2 and (_YAML_TOP.search(nl) or nested >= 4):
             ev.add(CODE, min(1.0 + 0.5 * nested, 4.0), "YAML configuration")
-    if '":' in text and _count(_JSON_KEY, nl) >= 3:
+    if '":' in text and _count(_JSON_KEY, nl, 3) >= 3:
         ev.add(CODE, 1.0, "JSON")
-    if "[" in text and _INI_SECTION.search(nl) and _count(_INI_KEY, nl) >= 2:
+    if "[" in text and _INI_SECTION.search(nl) and _count(_INI_KEY, nl, 2) >= 2:
         ev.add(CODE, 3.0, "an INI/TOML configuration")
-    if n := _count(_DIFF, nl):
+    if n := _count(_DIFF, nl, 3):
         ev.add(CODE, 3.0 + min(n, 3) * 0.5, "a diff")
-    elif _count(_DIFF_PLUS, nl) >= 2 and semis + braces >= 1:
+    elif _count(_DIFF_PLUS, nl, 2) >= 2 and semis + braces >= 1:
         ev.add(CODE, 1.5, "diff-like +/- lines")
-    if "<<<<<<<" in text and _count(_CONFLICT, nl) >= 2:
+    if "<<<<<<<" in text and _count(_CONFLICT, nl, 2) >= 2:
         ev.add(CODE, 4.0, "a merge conflict")
-    if "<" in text and (n := _count(_HTML, text)) >= 2:
+    if "<" in text and (n := _count(_HTML, text, 4)) >= 2:
         ev.add(CODE, min(1.0 + 0.5 * n, 3.0), "HTML markup")
     if "/" in text and any(
         len(_REGEX_META.findall(m.group(1))) >= 2 for m in _REGEX_LITERAL.finditer(text)
@@ -1079,7 +1133,7 @@ def _code_words(t: _Text, shape: float, ev: _Evidence) -> bool:
             if _word_search(_SHELL_FLAG[cmd], t.instr):
                 ev.add(CODE, 2.0, f"a {cmd} command")
                 break
-    if tokens & _FS_TRIGGERS and (fs := _word_search(_FS_TASK, t.instr)):
+    if tokens & _FS_TRIGGERS and (fs := _fs_task_search(t.instr)):
         end = t.instr.find("\n", fs.end())
         quals = _count(_FS_QUALIFIER, t.instr[fs.start() : end if end > 0 else None], 4)
         if quals:
@@ -1194,7 +1248,9 @@ def _reasoning(t: _Text, shape: float, code_request: bool, ev: _Evidence) -> Non
         add(2.0, "asks to judge a statement")
     if (maths := len(tokens & MATH_TERMS)) >= 2:
         add(min(0.3 * maths, 1.5), "mathematical terms")
-    if tokens & {"step", "step-by-step", "your", "think"} and _STEP_BY_STEP.search(region):
+    if tokens & {"step", "step-by-step", "your", "think"} and any(
+        p.search(region) for p in _STEP_BY_STEP
+    ):
         add(2.0, "asks for step-by-step reasoning")
     if tokens & {"many", "estimate", "fermi"} and _word_search(_ESTIMATE, t.instr):
         add(1.0, "an estimate")
