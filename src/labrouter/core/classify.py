@@ -993,7 +993,8 @@ def _code_shape(t: _Text, ev: _Evidence) -> float:
         if n:
             ev.add(CODE, min(1.5 + n * 0.75, 4.0), "SQL")
     n = 0
-    if t.tokens & SHELL_COMMANDS:
+    # A counted line starts with a command then a blank: without that text, none can count.
+    if any(c + " " in nl or c + "\t" in nl for c in t.tokens & SHELL_COMMANDS):
         n = sum(
             1
             for m in _SHELL_LINE.finditer(nl)
@@ -1212,7 +1213,12 @@ def _reasoning(t: _Text, shape: float, code_request: bool, ev: _Evidence) -> Non
 
     gate = "(A)" in text or "(a)" in text or "A." in text or "A)" in text
     n_opts = _count(_OPTION_LINE, t.nl, 10) if gate else 0
-    if _OPTIONS_HEAD.search(t.nl_low) and (n_opts >= 2 or _count(_YESNO_OPTION, t.nl_low) >= 2):
+    # the head's word stands between blanks, ":" or a newline: it is a token
+    if (
+        t.tokens & {"options", "choices"}
+        and _OPTIONS_HEAD.search(t.nl_low)
+        and (n_opts >= 2 or _count(_YESNO_OPTION, t.nl_low) >= 2)
+    ):
         add(2.5, "a multiple-choice question")
     elif n_opts >= 3:
         add(1.0, "lettered choices")
@@ -1301,8 +1307,8 @@ def _quick(t: _Text, shape: float, ev: _Evidence) -> None:
         ev.add(QUICK, 0.75, "a question about, not a task in, the subject")
     if shape < 1 and t.passage:
         ev.add(QUICK, 1.0, "a question about a given passage")
-    prose = _count(_PROSE_LINE, t.nl, 20)
-    if prose >= 2 and shape < 1:
+    prose = _count(_PROSE_LINE, t.nl, 4) if shape < 1 else 0  # the weight saturates at 4
+    if prose >= 2:
         ev.add(QUICK, min(0.25 * prose, 1.0), "mostly prose")
 
 
