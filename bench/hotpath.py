@@ -22,11 +22,9 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 os.environ.setdefault("LABROUTER_LOOPBACK_ONLY", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,26 +40,13 @@ from labrouter.ask import Asker  # noqa: E402
 from labrouter.core.config import parse_config  # noqa: E402
 from labrouter.core.peers import static_peers  # noqa: E402
 from labrouter.core.usage import UsageRecord  # noqa: E402
+from tests.fakes.loop_thread import LoopThread  # noqa: E402
 from tests.fakes.ollama_server import FakeOllama  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
 
-T = TypeVar("T")
 MODEL = "qwen3:4b"
 
 
-class LoopThread:
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Awaitable[T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(120)  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        self.run(self.loop.shutdown_asyncgens())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 async def _thread_cpu() -> float:
@@ -99,7 +84,7 @@ async def main(args: argparse.Namespace) -> None:
     answer = " ".join(f"w{i}" for i in range(args.tokens))
     fake = FakeOllama(models=[MODEL], answer=answer, tokens_per_s=1e9, ttft=0.0)
     cloud = FakeOpenAI(models=["gpt-x"])
-    servers = LoopThread("fake-servers")
+    servers = LoopThread("fake-servers", timeout=120)
     servers.run(fake.start())
     servers.run(cloud.start())
     tmp = Path(tempfile.mkdtemp(prefix="labrouter-hotpath-"))
@@ -109,7 +94,7 @@ async def main(args: argparse.Namespace) -> None:
         'cost_input_per_1k = 0.001\ncost_output_per_1k = 0.002\n'
         f'[routes.quick]\nmodels = ["{MODEL}", "gpt-x"]\nallow_cloud = true\n'
         "[budget]\ndaily_usd = 5.0\n", hostname="bench")
-    daemon = LoopThread("daemon")
+    daemon = LoopThread("daemon", timeout=120)
     log = UsageLog(tmp / "data")
 
     async def start() -> tuple[FrontDoorSite, Asker, int]:

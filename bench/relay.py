@@ -18,11 +18,9 @@ import asyncio
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,31 +35,14 @@ from labrouter.relay.auth import ProofVerifier  # noqa: E402
 from labrouter.relay.client import RelayBackend, new_session  # noqa: E402
 from labrouter.relay.server import RelayServer, RelaySite  # noqa: E402
 from labrouter.relay.tls import ensure_identity  # noqa: E402
+from tests.fakes.loop_thread import LoopThread  # noqa: E402
 from tests.fakes.ollama_server import FakeOllama  # noqa: E402
 
 KEY = bytes(range(32))
 MODEL = "qwen3:4b"
 TIMEOUTS = TimeoutConfig(connect=3, first_token=30, gap=30, total=300)
-T = TypeVar("T")
 
 
-class LoopThread:
-    """An event loop on its own thread, to run a server as if it were another machine."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Awaitable[T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        # finish the loop's async generators (the servers' streams) before stopping it,
-        # or they are destroyed pending at exit
-        self.run(self.loop.shutdown_asyncgens())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 class Host:

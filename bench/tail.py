@@ -35,9 +35,8 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,6 +55,7 @@ from labrouter.ask import Asker, AskRequest  # noqa: E402
 from labrouter.core.config import parse_config  # noqa: E402
 from labrouter.core.peers import static_peers  # noqa: E402
 from tests.fakes import FakeModel  # noqa: E402
+from tests.fakes.loop_thread import LoopThread  # noqa: E402
 from tests.fakes.ollama_server import FakeOllama  # noqa: E402
 
 T = TypeVar("T")
@@ -68,21 +68,6 @@ SCENARIOS = ("healthy", "hang", "stall", "slow")
 PROMPT = "def clean(pairs):\n    ...\nHow do I drop the None values from this dict in Python?"
 
 
-class LoopThread:
-    """An event loop on its own thread: a server as if on another machine."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Awaitable[T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        self.run(self.loop.shutdown_asyncgens())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @dataclass
