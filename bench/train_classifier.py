@@ -6,12 +6,14 @@
     python bench/train_classifier.py --check     # retrain, compare with the shipped file
 
 Data: ../shared/eval/train.jsonl (weakly labeled public prompts; see its TRAIN.md),
-bench/data/authored.jsonl (239 prompts written for kinds the pool lacks: chores and
-framework questions in plain words, spreadsheet formulas, probability, Boolean expressions,
-scheduling, maths in other languages, explanations with physics words, polite rewrites)
-and, with --with-dev, dev.jsonl as well. Items that came with an image are left out (the image, not
-the text, routes them), and so is BIG-Bench-Hard, whose canary asks to keep it out of
-training data.
+the hand-written files of bench/data/ (see its README.md): authored.jsonl (239 prompts for
+kinds the pool lacks: chores and framework questions in plain words, spreadsheet formulas,
+probability, Boolean expressions, scheduling, maths in other languages, explanations with
+physics words, polite rewrites) and authored2.jsonl (705 more of those kinds, with wider
+vocabulary: tools, registers, languages, everyday senses of technical words), each its own
+source in the LOSO report; and, with --with-dev, dev.jsonl as well. Items that came with an
+image are left out (the image, not the text, routes them), and so is BIG-Bench-Hard, whose
+canary asks to keep it out of training data.
 
 The model is a multinomial logistic regression (L2, fitted by scipy's L-BFGS from zero:
 deterministic) over
@@ -60,8 +62,9 @@ EVAL = ROOT.parent / "shared" / "eval"
 if not EVAL.exists():  # a worktree: /work/wt/NAME -> /work/shared
     EVAL = ROOT.parents[1] / "shared" / "eval"
 MODEL_PATH = ROOT / "src" / "labrouter" / "core" / MODEL_RESOURCE
-# Prompts written for the kinds the public pool lacks (see bench/data/README.md).
-AUTHORED = ROOT / "bench" / "data" / "authored.jsonl"
+# Prompts written for the kinds the public pool lacks (see bench/data/README.md); each file
+# is its own source ("authored", "authored2"), so LOSO shows what each one adds.
+AUTHORED = tuple(ROOT / "bench" / "data" / name for name in ("authored.jsonl", "authored2.jsonl"))
 CACHE = Path("/tmp/labrouter-loso-logits.npz")  # the held-out logits, to look at afterwards
 ROUTES = tuple(sorted(BUILTIN_ROUTES))  # the model's route order
 
@@ -378,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="item weight ~ 1 / size(source) ** this (a trial; writes nothing)")
     args = ap.parse_args(argv)
     t0 = time.time()
-    items = load(EVAL / "train.jsonl") + load(AUTHORED)
+    items = load(EVAL / "train.jsonl")
+    for path in AUTHORED:
+        items += load(path)
     if args.with_dev:
         items += load(EVAL / "dev.jsonl")
     if args.limit:  # a smoke test of the script, nothing written
@@ -401,7 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = to_model(res.full, feats.vocab, res.temperature)
     model = LinearModel(model.routes, tuple(np.array(model.bias) + res.offsets), model.weights,
                         res.temperature, res.rule_weight)
-    meta = {"data": "train.jsonl" + (" + dev.jsonl" if args.with_dev else ""),
+    data = " + ".join(["train.jsonl", *(p.name for p in AUTHORED)])
+    meta = {"data": data + (" + dev.jsonl" if args.with_dev else ""),
             "items": len(items), "C": C, "source_power": SOURCE_POWER, "min_df": MIN_DF,
             "temperature_from": "LOSO"}
     meta["source_power"] = args.source_power
