@@ -469,6 +469,21 @@ def test_model_features_see_shape_not_just_words() -> None:
     assert "sql" in feats and "sql query" in feats and "sql" in words
 
 
+@pytest.mark.parametrize("text", [
+    "Fix the bug: x = f(a, b) != None && y->z; // ok?",  # ASCII, marks only: str.split
+    "utf8 and x86 and md5sum",  # a letter touching a digit: the regex
+    "born in 19845, not 1984",  # a run of more than three digits: the regex
+    "naïve café, 3 € and ½ cup",  # not ASCII: the regex
+    "a\x1cb\x0bc\x00d\x7fe",  # control characters: white space or marks as \\s says
+    "",
+])
+def test_model_tokens_are_the_same_on_both_paths(text: str) -> None:
+    # tokens() splits ASCII text with str.split where it can; the regex defines the words
+    from labrouter.core.classify_model import _DIGITS, _TOKEN
+
+    assert tokens(text) == _TOKEN.findall(text.lower().translate(_DIGITS))
+
+
 def test_huge_prompt_features_are_bounded() -> None:
     feats, _ = text_features("word " * 100_000)
     assert sum(feats.values()) < 2_000

@@ -50,6 +50,13 @@ SPELLING_CACHE = 20_000
 # cut at three: its length class ("7" -> "0", "42" -> "00", "2024" -> "000", "0").
 _DIGITS = str.maketrans("123456789", "000000000")
 _TOKEN = re.compile(r"[a-z]+|0{1,3}|[^\sa-z0]")
+# The same tokens from str.split, several times faster, for ASCII text where no letter
+# touches a digit and no number has more than three digits: each mark (an ASCII character
+# that is neither a letter, a digit nor white space) is spaced out, and the rest splits.
+_MARKS = tuple(c for c in map(chr, range(128)) if not (c.isalnum() or c.isspace()))
+# A digit (already "0") that touches a letter or starts a run of four: led by a literal, so
+# fast where digits are few.
+_MIXED = re.compile(r"0(?:(?<=[a-z]0)|[a-z]|000)")
 _RULE_NAME = re.compile(r"^(\w+): ([^(0-9]+)")
 
 
@@ -63,7 +70,13 @@ def tokens(text: str) -> list[str]:
         low = text.lower()
         if len(low) > HEAD_CHARS + TAIL_CHARS:
             low = low[:HEAD_CHARS] + "\n" + low[-TAIL_CHARS:]
-    return _TOKEN.findall(low.translate(_DIGITS))
+    low = low.translate(_DIGITS)
+    if low.isascii() and not _MIXED.search(low):
+        for mark in _MARKS:
+            if mark in low:  # a one-character `in` is a memchr
+                low = low.replace(mark, f" {mark} ")
+        return low.split()
+    return _TOKEN.findall(low)
 
 
 def _bucket(n: int) -> int:
@@ -87,6 +100,9 @@ def text_features(text: str) -> tuple[Counter[str], list[str]]:
     if not toks:
         return Counter({"=empty": 1}), []
     feats = Counter(toks)
+    # The words in the order of the features (first occurrence), taken before the pairs and
+    # shape features go in: those are never a word (a space, "=").
+    words = [w for w in feats if len(w) > 1 and w.isalpha()]
     head = toks[: MAX_BIGRAMS + 1]
     feats.update(map(" ".join, zip(head, head[1:], strict=False)))  # "a b", in C
     stripped = text.strip()
@@ -94,7 +110,6 @@ def text_features(text: str) -> tuple[Counter[str], list[str]]:
     feats[f"=lines{_bucket(stripped.count(chr(10)))}"] += 1
     feats["=first " + " ".join(toks[:2])] += 1
     feats["=last " + toks[-1]] += 1
-    words = [w for w in feats if len(w) > 1 and w.isalpha()] if len(feats) else []
     return feats, words
 
 
@@ -154,8 +169,12 @@ class LinearModel:
         features: tuple[Mapping[str, int], Sequence[str]],
         rules: Sequence[str] = (),
         scores: Mapping[str, float] | None = None,
+        hits: list[tuple[str, float, Sequence[float]]] | None = None,
     ) -> list[float]:
-        """`logits` from features already extracted (`text_features`, `rule_features`)."""
+        """`logits` from features already extracted (`text_features`, `rule_features`).
+
+        `hits`, when given, receives (feature, value, weights) for every text feature the
+        model knows, so that `explain` need not look them up again."""
         feats, words = features
         k = len(self.routes)
         acc = [0.0] * k
@@ -165,11 +184,14 @@ class LinearModel:
         if k == 4:
             # The common case unrolled: the same sums in the same order, a third the time.
             a0 = a1 = a2 = a3 = 0.0
+            keep = hits.append if hits is not None else None
             for f, c in feats.items():
                 v = 1.0 + log(c) if c > 1 else float(c)  # tf(c), inlined
                 total += v
                 w = weights.get(f)
                 if w is not None:
+                    if keep:
+                        keep((f, v, w))
                     a0 += v * w[0]
                     a1 += v * w[1]
                     a2 += v * w[2]
@@ -181,6 +203,8 @@ class LinearModel:
                 total += v
                 w = weights.get(f)
                 if w is not None:
+                    if hits is not None:
+                        hits.append((f, v, w))
                     for i in range(k):
                         acc[i] += v * w[i]
         spelled = self._spelling
@@ -218,12 +242,24 @@ class LinearModel:
         return len(grams), tuple(acc)
 
     def explain(
-        self, features: tuple[Mapping[str, int], Sequence[str]], a: int, b: int, n: int = 3
+        self,
+        features: tuple[Mapping[str, int], Sequence[str]],
+        a: int,
+        b: int,
+        n: int = 3,
+        hits: Sequence[tuple[str, float, Sequence[float]]] | None = None,
     ) -> list[str]:
-        """The words and word pairs that most favour route index `a` over `b`."""
+        """The words and word pairs that most favour route index `a` over `b` (`hits` from
+        `logits_from` on the same features saves looking their weights up again)."""
+        best: list[tuple[float, str]] = []
+        if hits is not None:
+            for f, v, hw in hits:
+                if f[0] not in "=~!" and (gain := v * (hw[a] - hw[b])) > 0:
+                    best.append((gain, f))
+            best.sort(reverse=True)
+            return [word for _, word in best[:n]]
         get = self.weights.get
         log = math.log
-        best: list[tuple[float, str]] = []
         for f, c in features[0].items():
             if (w := get(f)) is None or f[0] in "=~!":
                 continue
