@@ -157,10 +157,13 @@ _BRACE_OPEN = (re.compile(r"\{[ \t]*\n"), re.compile(r"\[[ \t]*\n"), re.compile(
 _INDENT_BLOCK = (re.compile(r":[ \t]*\n(?:\t| {2,})\S"), re.compile(r"\{[ \t]*\n(?:\t| {2,})\S"))
 # "++" also occurs in "C++"; those are subtracted where the operators are counted.
 # One literal pattern each: `re` scans for a literal far faster than for an alternation.
-_OPERATORS = (
-    *(re.compile(re.escape(op)) for op in ("==", "!=", "+=", "-=", "&&", "||", "::", "->", "++")),
-    re.compile(r"\)\s*\{"),
-    re.compile(r"\[(?<=[a-z_]\[)[a-z_][\w.]*\]"),
+# Each comes with two characters it needs: a one-character `in` is a memchr, far faster
+# than a scan, so the scan runs only where the operator can be.
+_OPERATORS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    *((op, re.compile(re.escape(op)))
+      for op in ("==", "!=", "+=", "-=", "&&", "||", "::", "->", "++")),
+    ("){", re.compile(r"\)\s*\{")),
+    ("[]", re.compile(r"\[(?<=[a-z_]\[)[a-z_][\w.]*\]")),
 )
 _CALLS = (re.compile(r"\.(?<=[a-z_\d)]\.)[A-Za-z_]\w*\("), re.compile(r"_(?<=[a-z]_)[a-z]\w*\("))
 _REPL = re.compile(r"\n[ \t]*(?:>>>|In \[\d+\]:)[ \t]")
@@ -339,9 +342,10 @@ _FS_TASK = re.compile(
 # A substring of every object _FS_TASK names.
 _FS_OBJECT_HINTS = (
     "file", "director", "folder", "symlink", "symbolic link", "permission", "processes",
-    "pid", "inode", "disk ", "user", "host", "environment variable", "ip address",
-    "network interface", "open ports", "memory usage", "cpu usage", "kernel version",
-    "uptime", "partition", "checksum", "md5", "tarball", "archive",
+    "pid", "inode", "disk usage", "disk space", "current user", "username", "user name",
+    "hostname", "host name", "environment variable", "ip address", "network interface",
+    "open ports", "memory usage", "cpu usage", "kernel version", "uptime", "partition",
+    "checksum", "md5", "tarball", "archive",
 )
 _FS_TRIGGERS = FS_OBJECTS | word_set(
     """
@@ -982,7 +986,7 @@ def _code_shape(t: _Text, ev: _Evidence) -> float:
         ev.add(CODE, min(0.5 * (semis + braces), 3.0), "brackets and semicolons")
     if n := sum(_count(p, text, 3) for p in _INDENT_BLOCK):
         ev.add(CODE, min(0.75 * n, 2.0), "an indented block")
-    n = sum(_count(p, text) for p in _OPERATORS)
+    n = sum(_count(p, text) for need, p in _OPERATORS if need[0] in text and need[1] in text)
     if "c++" in t.tokens:
         n -= t.nl_low.count("c++")
     if n >= 2:

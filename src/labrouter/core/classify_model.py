@@ -119,6 +119,11 @@ def tf(count: int) -> float:
     return 1.0 + math.log(count) if count > 1 else float(count)
 
 
+# tf() of the small counts, looked up instead of computed (the same floats)
+_TF_TABLE = 64
+_TF = tuple(tf(c) for c in range(_TF_TABLE))
+
+
 def expand(feats: Counter[str], words: Sequence[str]) -> Counter[str]:
     """All features with the words' character n-grams spelled out (for training)."""
     out = Counter(feats)
@@ -178,7 +183,8 @@ class LinearModel:
         feats, words = features
         k = len(self.routes)
         acc = [0.0] * k
-        weights = self.weights
+        get = self.weights.get
+        spelled = self._spelling
         total = 0.0
         log = math.log
         if k == 4:
@@ -186,9 +192,9 @@ class LinearModel:
             a0 = a1 = a2 = a3 = 0.0
             keep = hits.append if hits is not None else None
             for f, c in feats.items():
-                v = 1.0 + log(c) if c > 1 else float(c)  # tf(c), inlined
+                v = _TF[c] if c < _TF_TABLE else 1.0 + log(c)  # tf(c), inlined
                 total += v
-                w = weights.get(f)
+                w = get(f)
                 if w is not None:
                     if keep:
                         keep((f, v, w))
@@ -196,30 +202,39 @@ class LinearModel:
                     a1 += v * w[1]
                     a2 += v * w[2]
                     a3 += v * w[3]
+            for word in words:
+                hit = spelled.get(word)
+                if hit is None:
+                    hit = spelled[word] = self._spell(word)
+                n, w = hit
+                total += n
+                a0 += w[0]
+                a1 += w[1]
+                a2 += w[2]
+                a3 += w[3]
             acc = [a0, a1, a2, a3]
         else:
             for f, c in feats.items():
                 v = tf(c)
                 total += v
-                w = weights.get(f)
+                w = get(f)
                 if w is not None:
                     if hits is not None:
                         hits.append((f, v, w))
                     for i in range(k):
                         acc[i] += v * w[i]
-        spelled = self._spelling
-        for word in words:
-            hit = spelled.get(word)
-            if hit is None:
-                hit = spelled[word] = self._spell(word)
-            n, w = hit
-            total += n
-            for i in range(k):
-                acc[i] += w[i]
+            for word in words:
+                hit = spelled.get(word)
+                if hit is None:
+                    hit = spelled[word] = self._spell(word)
+                n, w = hit
+                total += n
+                for i in range(k):
+                    acc[i] += w[i]
         norm = 1.0 / math.sqrt(total) if total else 0.0
         out = [self.bias[i] + acc[i] * norm for i in range(k)]
         for f in rules:
-            w = weights.get(f)
+            w = get(f)
             if w is not None:
                 for i in range(k):
                     out[i] += w[i]
