@@ -153,8 +153,15 @@ _DECL = re.compile(
 )
 _SEMI_END = re.compile(r";(?<=[\w)\]'\"];)[ \t]*(?=\n|$)")
 _BRACE_CLOSE = re.compile(r"\n[ \t]*[}\]]\)?;?[ \t]*(?=\n|$)")
-_BRACE_OPEN = (re.compile(r"\{[ \t]*\n"), re.compile(r"\[[ \t]*\n"), re.compile(r"\([ \t]*\n"))
-_INDENT_BLOCK = (re.compile(r":[ \t]*\n(?:\t| {2,})\S"), re.compile(r"\{[ \t]*\n(?:\t| {2,})\S"))
+# (a character the pattern needs, pattern): a one-character `in` is a memchr, far faster
+# than a scan, so the scan runs only where the pattern can match.
+_BRACE_OPEN = (
+    ("{", re.compile(r"\{[ \t]*\n")), ("[", re.compile(r"\[[ \t]*\n")),
+    ("(", re.compile(r"\([ \t]*\n")),
+)
+_INDENT_BLOCK = (
+    (":", re.compile(r":[ \t]*\n(?:\t| {2,})\S")), ("{", re.compile(r"\{[ \t]*\n(?:\t| {2,})\S")),
+)
 # "++" also occurs in "C++"; those are subtracted where the operators are counted.
 # One literal pattern each: `re` scans for a literal far faster than for an alternation.
 # Each comes with two characters it needs: a one-character `in` is a memchr, far faster
@@ -165,7 +172,14 @@ _OPERATORS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("){", re.compile(r"\)\s*\{")),
     ("[]", re.compile(r"\[(?<=[a-z_]\[)[a-z_][\w.]*\]")),
 )
-_CALLS = (re.compile(r"\.(?<=[a-z_\d)]\.)[A-Za-z_]\w*\("), re.compile(r"_(?<=[a-z]_)[a-z]\w*\("))
+_CALLS = (
+    (".", re.compile(r"\.(?<=[a-z_\d)]\.)[A-Za-z_]\w*\(")),
+    ("_", re.compile(r"_(?<=[a-z]_)[a-z]\w*\(")),
+)
+# The first character of a line after its blanks, for the characters the line patterns
+# below start with: one scan over the lines instead of one per pattern (each costs about
+# as much as this one on a long prompt, whether it matches or not).
+_LINE_HEAD = re.compile(r"\n[ \t]*([}\]/*#>I\[\"$+@-])")
 _REPL = re.compile(r"\n[ \t]*(?:>>>|In \[\d+\]:)[ \t]")
 _LINE_COMMENT = re.compile(r"\n[ \t]*(?://|/\*|\*/|#[ \t]?[a-z])")
 # Stack traces and compiler errors: (token that must be in the prompt, pattern) pairs; a
@@ -229,8 +243,11 @@ _DOCKERFILE = re.compile(
     r"\n(?:FROM[ \t]+[\w./:@-]+(?:[ \t]+AS[ \t]+\w+)?[ \t]*(?=\n|$)|RUN[ \t]+\S|COPY[ \t]+\S|"
     r"ADD[ \t]+\S|CMD[ \t]*\[|ENTRYPOINT[ \t]*\[|WORKDIR[ \t]+/|EXPOSE[ \t]+\d|ENV[ \t]+\w+[ =])"
 )
-_YAML_NESTED = re.compile(
-    r"\n(?: {2,}|\t)(?:- )?[a-z_][\w.-]*:(?:[ \t]+[^\s#][^\n]{0,80})?(?=\n|$)"
+# Indented by spaces or by a tab: two patterns, so that each starts with a literal ("\n  ",
+# "\n\t") and `re` enters only the indented lines (no line matches both).
+_YAML_NESTED = (
+    re.compile(r"\n  +(?:- )?[a-z_][\w.-]*:(?:[ \t]+[^\s#][^\n]{0,80})?(?=\n|$)"),
+    re.compile(r"\n\t(?:- )?[a-z_][\w.-]*:(?:[ \t]+[^\s#][^\n]{0,80})?(?=\n|$)"),
 )
 _YAML_TOP = re.compile(r"\n[a-z_][\w.-]*:[ \t]*(?=\n|$)")
 _INI_SECTION = re.compile(r"\n\[[\w.\-\" ]+\][ \t]*(?=\n|$)")
@@ -976,24 +993,26 @@ def _code_shape(t: _Text, ev: _Evidence) -> float:
         ev.add(CODE, 1.0, "an => arrow")
     if ("{" in text or ";" in text) and t.tokens & _C_TYPES and _C_DECL.search(nl):
         ev.add(CODE, 2.5, "a C-style function signature")
-    if "(" in text and (n := sum(_count(p, text, 4) for p in _CALLS)):
+    if "(" in text and (n := sum(_count(p, text, 4) for c, p in _CALLS if c in text)):
         ev.add(CODE, min(0.6 * n, 2.0), "method calls")
     if n := _count(_DECL, nl, 3):
         ev.add(CODE, min(1.0 * n, 3.0), "statements (let/for/if/return/assignment)")
     semis = _count(_SEMI_END, text, 6) if ";" in text else 0
-    braces = _count(_BRACE_CLOSE, nl, 6) + sum(_count(p, nl, 6) for p in _BRACE_OPEN)
+    heads = set(_LINE_HEAD.findall(nl))
+    braces = _count(_BRACE_CLOSE, nl, 6) if "}" in heads or "]" in heads else 0
+    braces += sum(_count(p, nl, 6) for c, p in _BRACE_OPEN if c in text)
     if semis + braces >= 2:
         ev.add(CODE, min(0.5 * (semis + braces), 3.0), "brackets and semicolons")
-    if n := sum(_count(p, text, 3) for p in _INDENT_BLOCK):
+    if n := sum(_count(p, text, 3) for c, p in _INDENT_BLOCK if c in text):
         ev.add(CODE, min(0.75 * n, 2.0), "an indented block")
     n = sum(_count(p, text) for need, p in _OPERATORS if need[0] in text and need[1] in text)
     if "c++" in t.tokens:
         n -= t.nl_low.count("c++")
     if n >= 2:
         ev.add(CODE, min(0.3 * n, 2.0), "code operators (== && :: ->)")
-    if _REPL.search(nl):
+    if (">" in heads or "I" in heads) and _REPL.search(nl):
         ev.add(CODE, 2.0, "an interactive session (>>>)")
-    if _count(_LINE_COMMENT, nl, 2) >= 2:
+    if heads & {"/", "*", "#"} and _count(_LINE_COMMENT, nl, 2) >= 2:
         ev.add(CODE, 1.0, "code comments")
     n = sum(_count(pat, nl, 4) for gate, pat in _TRACEBACK if gate in t.tokens)
     if n:
@@ -1016,23 +1035,26 @@ def _code_shape(t: _Text, ev: _Evidence) -> float:
         )
     if n:
         ev.add(CODE, min(2.0 + n * 0.5, 4.0), "a shell command line")
-    elif ("@" in text or ("$" in text and "$ " in text)) and (n := _count(_PROMPT_LINE, nl, 3)):
+    # _PROMPT_LINE needs a line that starts with "$" or an "@" (the `in` tests "$ " as before)
+    elif ("@" in text or ("$" in heads and "$ " in text)) and (n := _count(_PROMPT_LINE, nl, 3)):
         ev.add(CODE, min(1.5 + n * 0.5, 3.0), "a shell prompt line")
     if "`" in text and (n := _count(_INLINE_CODE, text, 3)):
         ev.add(CODE, min(0.75 * n, 2.0), "inline code in backticks")
     if "from" in t.tokens and "run" in t.tokens and (n := _count(_DOCKERFILE, nl, 3)) >= 2:
         ev.add(CODE, min(1.5 * n, 4.0), "a Dockerfile")
     if ":\n" in text or ":\r\n" in text:
-        nested = _count(_YAML_NESTED, nl, 6)
+        nested = min(_count(_YAML_NESTED[0], nl, 6) + _count(_YAML_NESTED[1], nl, 6), 6)
         if nested >= 2 and (_YAML_TOP.search(nl) or nested >= 4):
             ev.add(CODE, min(1.0 + 0.5 * nested, 4.0), "YAML configuration")
-    if _JSON_GATE.search(text) and _count(_JSON_KEY, nl, 3) >= 3:
+    if '"' in heads and _JSON_GATE.search(text) and _count(_JSON_KEY, nl, 3) >= 3:
         ev.add(CODE, 1.0, "JSON")
-    if "[" in text and _INI_SECTION.search(nl) and _count(_INI_KEY, nl, 2) >= 2:
+    if "[" in heads and _INI_SECTION.search(nl) and _count(_INI_KEY, nl, 2) >= 2:
         ev.add(CODE, 3.0, "an INI/TOML configuration")
-    if n := _count(_DIFF, nl, 3):
+    if (heads & {"@", "+", "-"} or "\ndiff --git " in nl or "\nindex " in nl) and (
+        n := _count(_DIFF, nl, 3)
+    ):
         ev.add(CODE, 3.0 + min(n, 3) * 0.5, "a diff")
-    elif _count(_DIFF_PLUS, nl, 2) >= 2 and semis + braces >= 1:
+    elif "+" in heads and _count(_DIFF_PLUS, nl, 2) >= 2 and semis + braces >= 1:
         ev.add(CODE, 1.5, "diff-like +/- lines")
     if "<<<<<<<" in text and _count(_CONFLICT, nl, 2) >= 2:
         ev.add(CODE, 4.0, "a merge conflict")
