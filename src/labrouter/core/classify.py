@@ -118,15 +118,17 @@ MAX_PROBLEM_WORDS = 400
 _WORD_SPLIT = str.maketrans({c: " " for c in "\t\n\r.,;:!?()[]{}<>\"'`*=/\\|~^@$%&"})
 
 # --------------------------------------------------------------------------- code shape
-# Line patterns run over "\n" + text: a literal first character keeps `re` fast.
-_FENCE = re.compile(r"\n[ \t]*```[ \t]*([\w+#.-]*)")
+# Line patterns run over "\n" + text: a literal first character keeps `re` fast. Their
+# leading blanks are possessive (`[ \t]*+`, never given back: what follows them is never a
+# blank, so the matches are the same), which spares `re` retrying every indented line.
+_FENCE = re.compile(r"\n[ \t]*+```[ \t]*([\w+#.-]*)")
 _PY_DEF = re.compile(r"def[ \t]+\w+[ \t]*\(")
 _CLASS_DEF = re.compile(
-    r"\n[ \t]*(?:(?:public|private|abstract|final|export|data|sealed|static)[ \t]+)*"
+    r"\n[ \t]*+(?:(?:public|private|abstract|final|export|data|sealed|static)[ \t]+)*"
     r"class[ \t]+[A-Za-z_]\w*[^\n]*[:{][ \t]*(?=\n|$)"
 )
 _IMPORT = re.compile(
-    r"\n[ \t]*(?:import[ \t]+[\w.]+(?:[ \t]+as[ \t]+\w+)?[ \t]*;?[ \t]*(?=\n|$)|from[ \t]+"
+    r"\n[ \t]*+(?:import[ \t]+[\w.]+(?:[ \t]+as[ \t]+\w+)?[ \t]*;?[ \t]*(?=\n|$)|from[ \t]+"
     r"[\w.]+[ \t]+import[ \t]+\S|#include[ \t]*[<\"]|using[ \t]+(?:namespace[ \t]+)?[\w.]+;|"
     r"package[ \t]+[\w.]+;|(?:const|let|var)[ \t]+\w+[ \t]*=[ \t]*require\(|use[ \t]+[\w:]+;)"
 )
@@ -136,7 +138,7 @@ _JS_FUNC = re.compile(r"function\b[ \t]*[\w$]*[ \t]*\([^()\n]*\)\s*\{")
 _ARROW = re.compile(r"=>[ \t]*[{(\w\"'\[]")
 _FN = re.compile(r"fn[ \t]+\w+[ \t]*[<(]|func[ \t]+(?:\(\w+[ \t]+\*?\w+\)[ \t]*)?\w+\(")
 _C_DECL = re.compile(
-    r"\n[ \t]*(?:(?:public|private|protected|static|final|const|inline|virtual|extern)[ \t]+)*"
+    r"\n[ \t]*+(?:(?:public|private|protected|static|final|const|inline|virtual|extern)[ \t]+)*"
     r"(?:void|int|char|float|double|bool|boolean|long|short|unsigned|String|auto|size_t)"
     r"\b[\w \t*&<>\[\],]*?\b\w+[ \t]*\([^;\n]*\)[ \t]*(?:const[ \t]*)?\{?[ \t]*(?=\n|$)"
 )
@@ -145,14 +147,14 @@ _C_DECL = re.compile(
 _C_TYPES = word_set("void int char float double bool boolean long short unsigned string auto")
 _C_TYPES |= {"size_t"}
 _DECL = re.compile(
-    r"\n[ \t]*(?:(?:let|const|var)[ \t]+(?:mut[ \t]+)?[A-Za-z_$][\w$]*[ \t]*(?::[^=\n]+)?="
+    r"\n[ \t]*+(?:(?:let|const|var)[ \t]+(?:mut[ \t]+)?[A-Za-z_$][\w$]*[ \t]*(?::[^=\n]+)?="
     r"|(?:for|while|if|switch)[ \t]*\(|for[ \t]+\w+(?:[ \t]*,[ \t]*\w+)*[ \t]+in[ \t]+\S+:"
     r"|(?:elif|else|try|finally)\b[^\n]*:[ \t]*(?=\n|$)|except\b[^\n]*:[ \t]*(?=\n|$)"
     r"|return\b[^\n]*|print\(|console\.log\(|System\.out\.|printf\(|fmt\.Print"
     r"|[a-z_][\w.]+(?:\[[^\]\n]*\])?[ \t]*(?:[-+*/]?=|:=)[ \t]*[\w\[({\"'-][^\n]*(?=\n|$))"
 )
 _SEMI_END = re.compile(r";(?<=[\w)\]'\"];)[ \t]*(?=\n|$)")
-_BRACE_CLOSE = re.compile(r"\n[ \t]*[}\]]\)?;?[ \t]*(?=\n|$)")
+_BRACE_CLOSE = re.compile(r"\n[ \t]*+[}\]]\)?;?[ \t]*(?=\n|$)")
 # (a character the pattern needs, pattern): a one-character `in` is a memchr, far faster
 # than a scan, so the scan runs only where the pattern can match.
 _BRACE_OPEN = (
@@ -179,17 +181,17 @@ _CALLS = (
 # The first character of a line after its blanks, for the characters the line patterns
 # below start with: one scan over the lines instead of one per pattern (each costs about
 # as much as this one on a long prompt, whether it matches or not).
-_LINE_HEAD = re.compile(r"\n[ \t]*([}\]/*#>I\[\"$+@-])")
-_REPL = re.compile(r"\n[ \t]*(?:>>>|In \[\d+\]:)[ \t]")
-_LINE_COMMENT = re.compile(r"\n[ \t]*(?://|/\*|\*/|#[ \t]?[a-z])")
+_LINE_HEAD = re.compile(r"\n[ \t]*+([}\]/*#>I\[\"$+@-])")
+_REPL = re.compile(r"\n[ \t]*+(?:>>>|In \[\d+\]:)[ \t]")
+_LINE_COMMENT = re.compile(r"\n[ \t]*+(?://|/\*|\*/|#[ \t]?[a-z])")
 # Stack traces and compiler errors: (token that must be in the prompt, pattern) pairs; a
 # token test is a set lookup, so a pattern runs only on text that can contain it.
 _TRACEBACK: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (gate, re.compile(pattern))
     for gate, pattern in (
         ("traceback", r"Traceback \(most recent call last\)"),
-        ("file", r"\n[ \t]*File \"[^\"\n]+\", line \d+"),
-        ("at", r"\n[ \t]*at [\w$.<>]+\([\w$.]+:\d+\)|\n[ \t]*at [^\n(]+\([^\n)]+:\d+:\d+\)"),
+        ("file", r"\n[ \t]*+File \"[^\"\n]+\", line \d+"),
+        ("at", r"\n[ \t]*+at [\w$.<>]+\([\w$.]+:\d+\)|\n[ \t]*+at [^\n(]+\([^\n)]+:\d+:\d+\)"),
         ("panicked", r"panicked at"),
         ("goroutine", r"\ngoroutine \d+ \["),
         ("segmentation", r"Segmentation fault"),
@@ -203,7 +205,7 @@ _COMPILER: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("error", r"\n[\w./\\-]+\.\w+:\d+(?::\d+)?: (?:fatal )?error\b"),
         ("warning", r"\n[\w./\\-]+\.\w+:\d+(?::\d+)?: warning\b"),
         ("error", r"\nerror(?:\[E\d+\])?: "),
-        ("error", r"\n[ \t]*--> \S+:\d+:\d+"),
+        ("error", r"\n[ \t]*+--> \S+:\d+:\d+"),
         ("error", r"error (?:TS|CS|C)\d{3,5}\b"),
         ("reference", r"undefined reference to"),
         ("err", r"npm ERR!"),
@@ -231,28 +233,29 @@ _SQL_TRIGGERS = word_set(
 )
 # A line that starts with a lower-case word: the word is looked up in SHELL_COMMANDS in
 # Python, which is faster than an alternation of a hundred commands at every line.
-_SHELL_LINE = re.compile(r"\n[ \t]*(?:\$[ \t]+|sudo[ \t]+)*([a-z][\w.+-]*)[ \t]+([^\n]*)")
+_SHELL_LINE = re.compile(r"\n[ \t]*+(?:\$[ \t]+|sudo[ \t]+)*([a-z][\w.+-]*)[ \t]+([^\n]*)")
 # What makes the rest of a line look like shell arguments rather than English.
 _SHELL_ARGS = re.compile(
     r"(?:^|[ \t])-{1,2}[\w-]+|\|[ \t]*\w|>{1,2}[ \t]*\S|\$\{?\w+|(?:^|[ \t])[~.]?/[\w.-]+|"
     r"\*\.\w+|&&"
 )
-_PROMPT_LINE = re.compile(r"\n[ \t]*\$[ \t]+[a-z]|\n[\w.-]+@[\w.-]+:[^\n]{0,40}[$#][ \t]+[a-z]")
+_PROMPT_LINE = re.compile(r"\n[ \t]*+\$[ \t]+[a-z]|\n[\w.-]+@[\w.-]+:[^\n]{0,40}[$#][ \t]+[a-z]")
 _INLINE_CODE = re.compile(r"`[^`\n]*(?:[(){}\[\];=<>|/$.\\]|--?\w)[^`\n]*`")
 _DOCKERFILE = re.compile(
     r"\n(?:FROM[ \t]+[\w./:@-]+(?:[ \t]+AS[ \t]+\w+)?[ \t]*(?=\n|$)|RUN[ \t]+\S|COPY[ \t]+\S|"
     r"ADD[ \t]+\S|CMD[ \t]*\[|ENTRYPOINT[ \t]*\[|WORKDIR[ \t]+/|EXPOSE[ \t]+\d|ENV[ \t]+\w+[ =])"
 )
 # Indented by spaces or by a tab: two patterns, so that each starts with a literal ("\n  ",
-# "\n\t") and `re` enters only the indented lines (no line matches both).
+# "\n\t") and `re` enters only the indented lines (no line matches both); possessive where
+# what follows cannot be what was given back (a blank, "- ", a word character before ":").
 _YAML_NESTED = (
-    re.compile(r"\n  +(?:- )?[a-z_][\w.-]*:(?:[ \t]+[^\s#][^\n]{0,80})?(?=\n|$)"),
-    re.compile(r"\n\t(?:- )?[a-z_][\w.-]*:(?:[ \t]+[^\s#][^\n]{0,80})?(?=\n|$)"),
+    re.compile(r"\n  ++(?:- )?+[a-z_][\w.-]*+:(?:[ \t]+[^\s#][^\n]{0,80})?(?=\n|$)"),
+    re.compile(r"\n\t(?:- )?+[a-z_][\w.-]*+:(?:[ \t]+[^\s#][^\n]{0,80})?(?=\n|$)"),
 )
 _YAML_TOP = re.compile(r"\n[a-z_][\w.-]*:[ \t]*(?=\n|$)")
 _INI_SECTION = re.compile(r"\n\[[\w.\-\" ]+\][ \t]*(?=\n|$)")
 _INI_KEY = re.compile(r"\n[\w.-]+[ \t]*=[ \t]*\S")
-_JSON_KEY = re.compile(r"\n[ \t]*\"[\w.-]+\"[ \t]*:[ \t]*[\[{\"\d tfn]")
+_JSON_KEY = re.compile(r"\n[ \t]*+\"[\w.-]+\"[ \t]*:[ \t]*[\[{\"\d tfn]")
 # `'":' in text`: `re` scans for a literal faster than `in` does for a two-character one
 _JSON_GATE = re.compile('":')
 _DIFF = re.compile(
@@ -408,10 +411,10 @@ _PASSAGE_NOUNS = (
 # --------------------------------------------------------------------------- reasoning
 _NUMBER = re.compile(r"[$€£]?\d[\d,.]*(?:%|st|nd|rd|th|am|pm)?")
 _YEAR = re.compile(r"(?:1[5-9]\d\d|20\d\d)\.?$")
-_OPTIONS_HEAD = re.compile(r"\n[ \t]*(?:options|choices|answer choices)[ \t]*:?[ \t]*(?=\n)")
-_OPTION_LINE = re.compile(r"\n[ \t]*(?:\([A-Ja-j]\)|[A-J][.)])[ \t]+\S")
+_OPTIONS_HEAD = re.compile(r"\n[ \t]*+(?:options|choices|answer choices)[ \t]*:?[ \t]*(?=\n)")
+_OPTION_LINE = re.compile(r"\n[ \t]*+(?:\([A-Ja-j]\)|[A-J][.)])[ \t]+\S")
 _OPTION_GATES = (re.compile(r"A[.)]"), re.compile(r"\([Aa]\)"))
-_YESNO_OPTION = re.compile(r"\n[ \t]*-[ \t]*(?:yes|no|true|false|valid|invalid)[ \t]*(?=\n|$)")
+_YESNO_OPTION = re.compile(r"\n[ \t]*+-[ \t]*(?:yes|no|true|false|valid|invalid)[ \t]*(?=\n|$)")
 _BOOL_EXPR = re.compile(
     r"(?:True|False)[ \t]*\)?(?:[ \t]+(?:and|or)[ \t]+(?:not[ \t]+)*\(?[ \t]*"
     r"(?:True|False)[ \t]*\)?){2,}"
