@@ -12,6 +12,7 @@ import gzip
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -482,6 +483,29 @@ def test_model_tokens_are_the_same_on_both_paths(text: str) -> None:
     from labrouter.core.classify_model import _DIGITS, _TOKEN
 
     assert tokens(text) == _TOKEN.findall(text.lower().translate(_DIGITS))
+
+
+@pytest.mark.parametrize("text", [
+    "Write it in Python, then port it into Kotlin Python and to C++ or C#.",
+    "using Kotlin Kotlin Python; within  Rust; into\tGolang; from Gopher; to R.",
+    "Implement a queue in rust (not trust) with bash, into LaTeX, from  \n Java",
+    "in C major, to C, fromJava, toGo, in Go",
+])
+def test_fast_request_search_finds_what_the_regex_finds(text: str) -> None:
+    # _in_lang_matches and _word_matches_at search from literals instead of scanning with
+    # the regex: they must find the same matches, in the same order
+    from labrouter.core import classify as c
+
+    def spans(ms: list[re.Match[str]]) -> list[tuple[tuple[int, int], str]]:
+        return [(m.span(), m.group(0)) for m in ms]
+
+    assert spans(c._in_lang_matches(text)) == spans(list(c._IN_LANG.finditer(text)))
+    low = text.lower() + " rewrite the function to fix my code; write a script that ports it"
+    for pat in (c._FUNCTION_REQUEST, c._CLASS_REQUEST, c._PROGRAM_REQUEST):
+        for limit in (1, 20):
+            assert spans(c._word_matches_at(pat, low, c._CODE_VERB_STARTS, limit)) == spans(
+                c._word_matches(pat, low, limit)
+            )
 
 
 def test_huge_prompt_features_are_bounded() -> None:

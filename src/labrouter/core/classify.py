@@ -292,6 +292,25 @@ _FUNCTION_REQUEST = re.compile(
     r"in|for|taking|takes|returning|returns|`|\w+\(|using|so|with|accepting|f\b)"
 )
 _CODE_VERB_WORD = re.compile(r"\b" + _CODE_VERBS + r"\b")
+
+
+def _literal_starts(alternation: str) -> tuple[str, ...]:
+    """The literals the alternatives of "(?:a|b|...)" begin with (each up to its first
+    special character), without those that begin with another: every match of a pattern led
+    by the alternation begins with one of them."""
+    heads = set()
+    for alt in alternation.removeprefix("(?:").removesuffix(")").split("|"):
+        head, *special = re.split(r"([][(){}?*+|\\.^$])", alt, maxsplit=1)
+        if special and special[0] in "?*+{":
+            head = head[:-1]  # a quantifier makes the last character optional
+        heads.add(head)
+    if not all(heads):
+        raise ValueError(f"an alternative does not begin with a literal: {alternation}")
+    return tuple(sorted(h for h in heads if not any(h != o and h.startswith(o) for o in heads)))
+
+
+# Where the requests below can begin (`_word_matches_at`)
+_CODE_VERB_STARTS = _literal_starts(_CODE_VERBS)
 _FUNCTION_WORDS = word_set("function functions method methods procedure subroutine lambda")
 _CLASS_REQUEST = re.compile(
     _CODE_VERBS + r"\s+(?:a|an|the)?\s*((?:[\w+#-]+\s+){0,2}?)class(?:es)?\s+(?:that|which|"
@@ -332,17 +351,31 @@ _LANG_NEXT_WORD: dict[str, re.Pattern[str]] = {
     )
 }
 _NOT_A_LANGUAGE_AFTER = re.compile(r"\s*(?:major|minor|sharp|flat|#|°|degrees)", re.IGNORECASE)
-_IN_LANG = re.compile(
-    r"(?:in|using|with|into|to|from)\s+(Python|Java|JavaScript|TypeScript|C\+\+|C#|C|Go|"
-    r"Golang|Rust|Ruby|PHP|Swift|Kotlin|Scala|Haskell|Perl|Lua|R|Julia|SQL|Bash|PowerShell|"
-    r"LaTeX|python|javascript|typescript|golang|rust|kotlin|bash)\b"
+_IN_LANG_WORDS = ("in", "using", "with", "into", "to", "from")
+_IN_LANG_NAMES = (
+    "Python", "Java", "JavaScript", "TypeScript", "C++", "C#", "C", "Go", "Golang", "Rust",
+    "Ruby", "PHP", "Swift", "Kotlin", "Scala", "Haskell", "Perl", "Lua", "R", "Julia", "SQL",
+    "Bash", "PowerShell", "LaTeX", "python", "javascript", "typescript", "golang", "rust",
+    "kotlin", "bash",
 )
+_IN_LANG = re.compile(
+    "(?:" + "|".join(_IN_LANG_WORDS) + r")\s+("
+    + "|".join(re.escape(n) for n in _IN_LANG_NAMES) + r")\b"
+)
+# Where one of its names begins: the capitalised ones by one scan (few letters are capitals),
+# the others by str.find (`_in_lang_matches`).
+_IN_LANG_CAPITAL = re.compile("|".join(re.escape(n) for n in _IN_LANG_NAMES if n[0].isupper()))
+_IN_LANG_LOWER = tuple(n for n in _IN_LANG_NAMES if not n[0].isupper())
 # A coding problem in the LeetCode style: "Given an array of integers nums ..., return ...".
 _CODING_PROBLEM = re.compile(
     r"(?:given|you are given|you're given)\s+(?:an?|two|the|some)\s+(?:[\w-]+\s+){0,2}?"
     r"(?:array|string|list|linked list|binary tree|tree|integer|matrix|grid|graph|dictionary|"
     r"hash ?map|sequence of integers)s?\b[\s\S]{0,300}?\breturn"
 )
+# A command then a blank: `c + " " in nl or c + "\t" in nl`, faster (one literal-led scan).
+_SHELL_WORD: dict[str, re.Pattern[str]] = {
+    cmd: re.compile(re.escape(cmd) + r"[ \t]") for cmd in SHELL_COMMANDS
+}
 # A shell command with a flag anywhere in the text ("what does awk -F, '...' do?").
 _SHELL_FLAG: dict[str, re.Pattern[str]] = {
     cmd: re.compile(re.escape(cmd) + r" +-{1,2}[A-Za-z]") for cmd in SHELL_COMMANDS
@@ -550,14 +583,20 @@ _VISUAL_NOUNS = word_set(
     handwriting receipt slide slides screen
     """
 )
-_VISION_REF = re.compile(
-    r"(this|these|that|attached|above|below|uploaded|enclosed|following|my|in the|on the|"
-    r"from the|the)\s+((?:[\w-]+\s+)?)(screen ?shots?|screen ?caps?|screen ?grabs?|photos?|"
+_VISION_REF_NOUNS = (
+    r"(?:screen ?shots?|screen ?caps?|screen ?grabs?|photos?|"
     r"photographs?|pictures?|pics?|images?|diagrams?|charts?|graphs?|plots?|figures?|"
     r"drawings?|paintings?|sketch(?:es)?|scans?|x-rays?|memes?|infographics?|flowcharts?|"
     r"whiteboard|snapshots?|selfies?|thumbnails?|logos?|illustrations?|artwork|handwriting|"
-    r"receipt|slides?)\b"
+    r"receipt|slides?)"
 )
+_VISION_REF = re.compile(
+    r"(this|these|that|attached|above|below|uploaded|enclosed|following|my|in the|on the|"
+    r"from the|the)\s+((?:[\w-]+\s+)?)(" + _VISION_REF_NOUNS.removeprefix("(?:") + r"\b"
+)
+# Every match of _VISION_REF contains one of these (the determiners are too common to
+# search for, the nouns are not).
+_VISION_REF_STEMS = _literal_starts(_VISION_REF_NOUNS)
 _VISION_STRONG_DET = word_set("this these attached above below uploaded enclosed following")
 _VISION_IDIOM = word_set(
     """
@@ -699,6 +738,69 @@ def _word_matches(pattern: re.Pattern[str], text: str, limit: int = 20) -> list[
 def _word_search(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
     found = _word_matches(pattern, text, 1)
     return found[0] if found else None
+
+
+def _word_matches_at(
+    pattern: re.Pattern[str], text: str, starts: tuple[str, ...], limit: int = 20
+) -> list[re.Match[str]]:
+    """`_word_matches(pattern, text, limit)` for a pattern whose every match begins with one
+    of the literals `starts`: tried only where one of them begins a word.
+
+    The same matches: `_word_matches` keeps, in order, each match that begins a word at or
+    after the end of the last one kept, and those can begin only where a literal begins a
+    word. str.find is far faster than `re` scanning for a pattern led by an alternation.
+    """
+    found: set[int] = set()
+    for lit in starts:
+        i = text.find(lit)
+        while i >= 0:
+            if i == 0 or not text[i - 1].isalnum():
+                found.add(i)
+            i = text.find(lit, i + 1)
+    out: list[re.Match[str]] = []
+    pos = 0
+    for i in sorted(found):
+        if i >= pos and (m := pattern.match(text, i)):
+            out.append(m)
+            if len(out) >= limit:
+                break
+            pos = max(m.end(), i + 1)
+    return out
+
+
+def _in_lang_matches(cased: str) -> list[re.Match[str]]:
+    """`list(_IN_LANG.finditer(cased))`, found from the names instead of the words before
+    them (those are common, the names rare).
+
+    A match is a word of _IN_LANG_WORDS (no left boundary), blanks, and a name that must
+    begin right after them; so each name that follows a blank gives at most one place where
+    a match can begin: where the longest of those words ends at its blanks, or a shorter
+    one when that place lies inside the last match (as finditer resumes at its end).
+    """
+    names: set[int] = set()
+    pos = 0
+    while m := _IN_LANG_CAPITAL.search(cased, pos):
+        names.add(m.start())
+        pos = m.start() + 1
+    for name in _IN_LANG_LOWER:
+        i = cased.find(name)
+        while i >= 0:
+            names.add(i)
+            i = cased.find(name, i + 1)
+    out: list[re.Match[str]] = []
+    end = 0
+    for q in sorted(names):
+        r = q
+        while r > 0 and cased[r - 1].isspace():
+            r -= 1
+        if r == q:
+            continue  # no blank before the name
+        starts = [r - len(w) for w in _IN_LANG_WORDS if cased.endswith(w, 0, r)]
+        starts = [p for p in starts if p >= end]
+        if starts and (m := _IN_LANG.match(cased, min(starts))):
+            out.append(m)
+            end = m.end()
+    return out
 
 
 def _fs_task_search(instr: str) -> re.Match[str] | None:
@@ -1030,7 +1132,7 @@ def _code_shape(t: _Text, ev: _Evidence) -> float:
             ev.add(CODE, min(1.5 + n * 0.75, 4.0), "SQL")
     n = 0
     # A counted line starts with a command then a blank: without that text, none can count.
-    if any(c + " " in nl or c + "\t" in nl for c in t.tokens & SHELL_COMMANDS):
+    if any(_SHELL_WORD[c].search(nl) for c in t.tokens & SHELL_COMMANDS):
         n = sum(
             1
             for m in _SHELL_LINE.finditer(nl)
@@ -1083,19 +1185,19 @@ def _code_words(t: _Text, shape: float, ev: _Evidence) -> bool:
     region, tokens = t.region, t.tokens
     requested = False
     if tokens & _FUNCTION_WORDS:
-        for m in _word_matches(_FUNCTION_REQUEST, region):
+        for m in _word_matches_at(_FUNCTION_REQUEST, region, _CODE_VERB_STARTS):
             if _sense_ok(m.group(1), FUNCTION_EVENT_WORDS):
                 ev.add(CODE, 4.0, "asks for a function")
                 requested = True
                 break
     if "class" in tokens or "classes" in tokens:
-        for m in _word_matches(_CLASS_REQUEST, region):
+        for m in _word_matches_at(_CLASS_REQUEST, region, _CODE_VERB_STARTS):
             if _sense_ok(m.group(1), CLASS_NONCODE_WORDS):
                 ev.add(CODE, 3.5, "asks for a class")
                 requested = True
                 break
     if not requested and tokens & _PROGRAM_WORDS:
-        for m in _word_matches(_PROGRAM_REQUEST, t.instr):
+        for m in _word_matches_at(_PROGRAM_REQUEST, t.instr, _CODE_VERB_STARTS):
             noun, after, after2 = m.group(2), m.group(3), m.group(4)
             if not _sense_ok(m.group(1), NONCODE_BEFORE.get(noun, frozenset())):
                 continue
@@ -1128,7 +1230,7 @@ def _code_words(t: _Text, shape: float, ev: _Evidence) -> bool:
         cased = t.text
         if len(cased) > REGION_HEAD + REGION_TAIL:
             cased = cased[:REGION_HEAD] + "\n" + cased[-REGION_TAIL:]
-        for m in _IN_LANG.finditer(cased):
+        for m in _in_lang_matches(cased):
             lang = m.group(1).lower()
             if lang in {"c", "r"} and (
                 not m.group(0).startswith(("in", "using"))
@@ -1314,7 +1416,14 @@ def _vision_text(t: _Text, ev: _Evidence) -> None:
     if not t.tokens & _VISUAL_NOUNS:
         return
     best = 0.0
-    for m in _word_matches(_VISION_REF, t.instr):
+    # t.instr is all of the prompt when it is short: the token test above then did this
+    whole = len(t.instr) + 1 == len(t.nl_low)
+    refs = (
+        _word_matches(_VISION_REF, t.instr)
+        if whole or any(stem in t.instr for stem in _VISION_REF_STEMS)
+        else []
+    )
+    for m in refs:
         det, adjectives = m.group(1), m.group(2).split()
         if any(a in _VISION_IDIOM for a in adjectives):
             continue  # "the big picture", "brand image"
