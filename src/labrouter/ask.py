@@ -25,6 +25,11 @@ token wins and the other is stopped (closing its stream stops its server). A fir
 that lost a hedge is watched until its own deadline so that a hung server is remembered
 (``core.health.FaultBook``: tried last, with a growing back-off) and a slow one measured.
 
+Settling: when ``[classifier] settle_below`` is set and the classifier's calibrated
+confidence is under it, the quick model in memory is asked, with a tight deadline, which of
+the classifier's two best routes the prompt is (``core/settle.py`` writes the question and
+reads the one-word reply); a late, failed or junk reply keeps the classifier's route.
+
 Must not import desktop packages or ``app/``; the usage log and the connector are given.
 """
 
@@ -43,7 +48,7 @@ from typing import Any, Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from .backends.base import Backend, ChatChunk, ChatMessage, ChatOptions
-from .core.classify import Classification, Classifier, context_for
+from .core.classify import QUICK, Classification, Classifier, context_for
 from .core.config import Config
 from .core.errors import AllFailed, BackendError, BackendTimeout, DeadlineMissed, NoCandidate
 from .core.health import FaultBook
@@ -59,6 +64,7 @@ from .core.policy import (
     resolve_route,
 )
 from .core.selection import instruction_for
+from .core.settle import parse_reply, settle_choices, settle_question
 from .core.usage import UsageRecord
 
 log = logging.getLogger(__name__)
@@ -376,6 +382,26 @@ def looks_weak(answer: str, prompt: str) -> bool:
     return bool(_CONFUSED.match(a))
 
 
+#: the routing question's options: greedy, a word or two (a thinking model's empty
+#: ``<think></think>`` fits; a model that thinks longer has no answer in time)
+SETTLE_OPTIONS = ChatOptions(temperature=0.0, seed=1, max_tokens=8)
+
+
+async def ask_for_route(backend: Backend, model: str, prompt: str, choices: tuple[str, ...],
+                        timeout: float, options: ChatOptions = SETTLE_OPTIONS) -> str:
+    """The model's raw reply to the routing question (``core.settle.settle_question``),
+    within ``timeout`` seconds (TimeoutError after; the stream is closed, so the server
+    stops). Raises BackendError when the server fails."""
+    messages = [ChatMessage(role, text) for role, text in settle_question(prompt, choices)]
+    parts: list[str] = []
+    chunks = cast(AsyncGenerator[ChatChunk, None],
+                  backend.chat(model, messages, options))
+    async with asyncio.timeout(timeout), aclosing(chunks):
+        async for chunk in chunks:
+            parts.append(chunk.text)
+    return "".join(parts)
+
+
 class Asker:
     """Runs requests. Lives on the event loop; not thread-safe."""
 
@@ -418,6 +444,53 @@ class Asker:
         return self.classifier.classify(req.prompt, image=req.image is not None,
                                         context=context)
 
+    async def _settle(self, req: AskRequest, c: Classification) -> tuple[str | None, str]:
+        """Asks the quick model in memory which of the classifier's two best routes a very
+        unsure prompt is (``[classifier] settle_below``; core/settle.py). Returns the route it
+        named (None: the route resolved without it stands) and a note for the reasons ("":
+        nothing was asked). Nothing is asked when the classifier was sure enough, the user
+        chose a route or a model, an image decides, a run of requests on one route is
+        context the quick model cannot see, or no quick model is in memory. A reply that is
+        late, fails or is junk keeps the route, and the note says so."""
+        cfg = self.config.classifier
+        choices = settle_choices(c, cfg.settle_below, forced=bool(req.route or req.model),
+                                 routes=tuple(self.config.routes))
+        if not choices or self.history.sticky_route(self.clock()) is not None:
+            return None, ""
+        cand = self._settler(req, c)
+        if cand is None:
+            return None, ""
+        kept = "the classifier's route stands"
+        t0 = self.clock()
+        try:
+            reply = await ask_for_route(self.connector(cand), cand.model, req.prompt, choices,
+                                        cfg.settle_timeout)
+        except TimeoutError:
+            return None, (f"{cand.label} was asked to settle {' or '.join(choices)} "
+                             f"(confidence {c.confidence:.2f}) and gave no answer within "
+                             f"{cfg.settle_timeout:g} s; {kept}")
+        except BackendError as exc:
+            return None, (f"{cand.label} was asked to settle {' or '.join(choices)} "
+                             f"and failed ({exc}); {kept}")
+        took = self.clock() - t0
+        route = parse_reply(reply, choices)
+        if route is None:
+            return None, (f"{cand.label} was asked to settle {' or '.join(choices)} "
+                             f"and answered {reply.strip()[:40]!r}, not a route; {kept}")
+        return route, (f"route {route} settled by {cand.label} in {took:.2f} s (the "
+                       f"classifier was unsure: {c.route} {c.confidence:.2f}, "
+                       f"{c.runner_up} {c.probabilities.get(c.runner_up, 0.0):.2f})")
+
+    def _settler(self, req: AskRequest, c: Classification) -> Candidate | None:
+        """The model that settles: the quick route's own first choice, in memory, on no
+        paying server (a cold load or a cloud call is not worth a routing question)."""
+        if QUICK not in self.config.routes:
+            return None
+        for cand in self._candidates(req, c, QUICK):
+            if not cand.fallback and cand.loaded and not cand.server.is_cloud:
+                return cand
+        return None
+
     def _candidates(self, req: AskRequest, c: Classification, route: str,
                     notes: list[str] | None = None) -> list[Candidate]:
         # read only when a paying server is up: a lab without one never reads the log
@@ -448,6 +521,17 @@ class Asker:
         # stick to quick
         route, _why = resolve_route(c, self.history, self.clock(), req.route)
         run = _Run(req, c, route, t0)
+        try:
+            settled, note = await self._settle(req, c)
+        except BaseException as exc:
+            # hung up while the quick model was being asked: still one line in the log
+            stopped = isinstance(exc, (GeneratorExit, asyncio.CancelledError,
+                                       KeyboardInterrupt))
+            self._log_cut_short(run, CANCELLED if stopped else ERROR)
+            raise
+        if note:
+            run.route = route = settled or route
+            run.classification = c = replace(c, reasons=(*c.reasons, note))
         notes: list[str] = []
         cands = self._candidates(req, c, route, notes)
         if not cands:

@@ -75,6 +75,12 @@ class ClassifierConfig:
     # focused application (window class or process name) -> route it leans to, "" for none;
     # merged over the default map in core/classify_data.py
     apps: Mapping[str, str] = field(default_factory=dict)
+    # below this calibrated confidence the quick model in memory is asked which of the
+    # classifier's two best routes a prompt is (core/settle.py); 0: never (the default,
+    # measured in bench/settle.py)
+    settle_below: float = 0.0
+    # seconds the quick model has for that one-word answer; later, the classifier decides
+    settle_timeout: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -230,6 +236,8 @@ _RANGES: dict[tuple[str, str], tuple[float, float, str]] = {
     ("timeouts", "total"): (0.1, 86400.0, "s"),
     ("usage", "retention_days"): (1, 36500, " days"),
     ("relay", "max_concurrent_per_model"): (1, 1024, ""),
+    ("classifier", "settle_below"): (0.0, 1.0, ""),
+    ("classifier", "settle_timeout"): (0.1, 30.0, " s"),
 }
 _PORTS = {("cluster", "port"), ("relay", "port"), ("api", "port")}
 _NON_NEGATIVE = {("routing", "hedge_after"), ("servers", "cost_input_per_1k"),
@@ -451,7 +459,15 @@ def _classifier(b: _Builder, data: Any) -> ClassifierConfig:
         raise b.fail("classifier", "", "expected a table [classifier]")
     out: dict[str, dict[str, float]] = {}
     apps: dict[str, str] = {}
+    numbers: dict[str, float] = {}
     for key, value in data.items():
+        if key in ("settle_below", "settle_timeout"):
+            try:
+                numbers[key] = _convert(value, float)
+            except TypeError:
+                raise b.fail("classifier", key, f"expected a number, got {value!r}") from None
+            b.check_value("classifier", key, numbers[key], "classifier", None)
+            continue
         if key == "apps":
             if not isinstance(value, dict):
                 raise b.fail("classifier", "apps", 'expected a table {app = "route"}')
@@ -462,7 +478,8 @@ def _classifier(b: _Builder, data: Any) -> ClassifierConfig:
                 apps[str(app).lower()] = route
             continue
         if key != "keywords":
-            raise b.fail("classifier", key, "unknown key; expected: keywords, apps")
+            raise b.fail("classifier", key, "unknown key; expected: keywords, apps, "
+                         "settle_below, settle_timeout")
         if not isinstance(value, dict):
             raise b.fail("classifier", "keywords", "expected a table of routes")
         for route, words in value.items():
@@ -483,7 +500,7 @@ def _classifier(b: _Builder, data: Any) -> ClassifierConfig:
                     raise b.fail(f"classifier.keywords.{route}", w, "empty keyword")
                 table[str(w).lower()] = float(weight)
             out[route] = table
-    return ClassifierConfig(keywords=out, apps=apps)
+    return ClassifierConfig(keywords=out, apps=apps, **numbers)
 
 
 def _check_references(b: _Builder, cfg: Config) -> None:
@@ -578,6 +595,10 @@ def config_as_toml(cfg: Config) -> str:
         emit("[[servers]]", s)
     for name, r in cfg.routes.items():
         emit(f"[routes.{name}]", r)
+    out.append("[classifier]")
+    out.append(f"settle_below = {val(cfg.classifier.settle_below)}")
+    out.append(f"settle_timeout = {val(cfg.classifier.settle_timeout)}")
+    out.append("")
     if cfg.classifier.keywords:
         for route, words in cfg.classifier.keywords.items():
             out.append(f"[classifier.keywords.{route}]")
