@@ -467,16 +467,16 @@ class Asker:
                                         cfg.settle_timeout)
         except TimeoutError:
             return None, (f"{cand.label} was asked to settle {' or '.join(choices)} "
-                             f"(confidence {c.confidence:.2f}) and gave no answer within "
-                             f"{cfg.settle_timeout:g} s; {kept}")
+                          f"(confidence {c.confidence:.2f}) and gave no answer within "
+                          f"{cfg.settle_timeout:g} s; {kept}")
         except BackendError as exc:
             return None, (f"{cand.label} was asked to settle {' or '.join(choices)} "
-                             f"and failed ({exc}); {kept}")
+                          f"and failed ({exc}); {kept}")
         took = self.clock() - t0
         route = parse_reply(reply, choices)
         if route is None:
             return None, (f"{cand.label} was asked to settle {' or '.join(choices)} "
-                             f"and answered {reply.strip()[:40]!r}, not a route; {kept}")
+                          f"and answered {reply.strip()[:40]!r}, not a route; {kept}")
         return route, (f"route {route} settled by {cand.label} in {took:.2f} s (the "
                        f"classifier was unsure: {c.route} {c.confidence:.2f}, "
                        f"{c.runner_up} {c.probabilities.get(c.runner_up, 0.0):.2f})")
