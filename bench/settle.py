@@ -19,8 +19,9 @@ on the band for settling to pay, and the whole set's accuracy with and without s
 The default model is SmolLM2-135M-Instruct on llama.cpp's server (xllamacpp), as in
 tests/fakes/realllm.py (.ci/real-llm-setup.sh puts it in place): some 30 times smaller than
 a real quick model (qwen3:4b), so its accuracy is a floor, not a forecast; the latency is
-what a 135M model costs on this machine's CPU. dev.jsonl is held out from the classifier's
-model; ``--loso`` takes prompts from the training pool's leave-one-source-out predictions
+what a 135M model costs on this machine's CPU. dev.jsonl and bench/data/hard_eval.jsonl
+(blind, hand-written) are held out from the classifier's model; ``--loso`` takes prompts
+from the training pool's leave-one-source-out predictions
 (``/tmp/labrouter-loso-logits.npz``, written by bench/train_classifier.py), which is what
 prompts of sources the model never saw look like. Only loopback URLs are accepted.
 """
@@ -56,7 +57,9 @@ from labrouter.core.settle import parse_reply, settle_choices  # noqa: E402
 
 EVAL = next((p for p in (ROOT.parent / "shared/eval", ROOT.parents[1] / "shared/eval")
              if p.exists()), ROOT.parent / "shared/eval")
-AUTHORED = ROOT / "bench" / "data" / "authored.jsonl"
+DATA = ROOT / "bench" / "data"
+AUTHORED = DATA / "authored.jsonl"
+HARD = DATA / "hard_eval.jsonl"  # blind, hand-written: a second honest dev set
 LOSO_CACHE = Path("/tmp/labrouter-loso-logits.npz")
 THRESHOLDS = (0.5, 0.6, 0.7)
 BANDS = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -121,10 +124,18 @@ def loso_items(n: int, below: float, seed: int = 0) -> tuple[list[Item], dict[fl
     from labrouter.core.classify_model import default_model
 
     data = np.load(LOSO_CACHE)
-    rows = [r for r in load_jsonl(EVAL / "train.jsonl") + load_jsonl(AUTHORED)
-            if not r.get("image") and r["source"] != "bbh"]  # as train_classifier.load
-    if len(rows) != len(data["y"]):
-        raise SystemExit(f"{LOSO_CACHE} holds {len(data['y'])} items, the data {len(rows)}: "
+    # the training pool as train_classifier.load reads it; the cache may be of an older
+    # pool (before authored2.jsonl): the one of its length is used
+    pools = [[EVAL / "train.jsonl", AUTHORED, DATA / "authored2.jsonl"],
+             [EVAL / "train.jsonl", AUTHORED]]
+    rows: list[dict[str, object]] = []
+    for pool in pools:
+        rows = [r for path in pool if path.exists() for r in load_jsonl(path)
+                if not r.get("image") and r["source"] != "bbh"]
+        if len(rows) == len(data["y"]):
+            break
+    else:
+        raise SystemExit(f"{LOSO_CACHE} holds {len(data['y'])} items, the pool {len(rows)}: "
                          "rerun bench/train_classifier.py --loso-only")
     model = default_model()
     routes = sorted(model.routes)
@@ -207,6 +218,9 @@ def report(name: str, items: Sequence[Item],
         junk = sum(i.settled is None and not i.late for i in band) / len(band)
         late = sum(i.late for i in band) / len(band)
         final = sum((i.settled or i.route) == i.gold for i in band) / len(band)
+        # a model that always names the first route listed (quick, when it is one of the
+        # two): what position bias alone would score
+        first = sum(settle_choices(i.c, 1.0)[0] == i.gold for i in band) / len(band)
         secs = sorted(i.seconds for i in band)
         p50 = statistics.median(secs)
         p95 = secs[min(len(secs) - 1, math.ceil(0.95 * len(secs)) - 1)]
@@ -221,7 +235,8 @@ def report(name: str, items: Sequence[Item],
         print(line)
         print(f"         to pay, the model must be right on more than {clf:.0%} of this "
               f"band when it answers (it named a route for {len(named)} of {len(band)}; "
-              f"right on {sum(i.settled == i.gold for i in named)} of them)")
+              f"right on {sum(i.settled == i.gold for i in named)} of them); always "
+              f"naming the first route listed would score {first:.0%}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -239,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     dev = classify_all(load_jsonl(EVAL / "dev.jsonl"))
     band_table("dev.jsonl (held out from the model)", dev)
+    hard = classify_all(load_jsonl(HARD)) if HARD.exists() else []
+    if hard:
+        band_table("bench/data/hard_eval.jsonl (blind, hand-written, held out)", hard)
     authored = classify_all(load_jsonl(AUTHORED))
     band_table("bench/data/authored.jsonl (in the model's training data: not honest)",
                authored)
@@ -259,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         t0 = time.perf_counter()
         asyncio.run(ask_all(dev, url, args.model, args.timeout, below, args.grammar))
+        if hard:
+            asyncio.run(ask_all(hard, url, args.model, args.timeout, below, args.grammar))
         if loso:
             asyncio.run(ask_all(loso, url, args.model, args.timeout, below, args.grammar))
         took = time.perf_counter() - t0
@@ -267,9 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.stop()
     print(f"\nmodel {args.model} at {url}, deadline {args.timeout:g} s"
           f"{', reply forced by a grammar' if args.grammar else ''}, "
-          f"{sum(i.asked for i in dev + loso)} questions in {took:.0f} s; load average "
+          f"{sum(i.asked for i in dev + hard + loso)} questions in {took:.0f} s; load average "
           f"{load0:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     report("dev.jsonl", dev)
+    if hard:
+        report("hard_eval.jsonl", hard)
     if loso:
         report(f"LOSO sample: {len(loso)} unsure prompts of unseen sources (share: of the "
                "pool)", loso, shares)
