@@ -127,6 +127,7 @@ def loso_items(n: int, below: float, seed: int = 0) -> tuple[list[Item], dict[fl
     # the training pool as train_classifier.load reads it; the cache may be of an older
     # pool (before authored2.jsonl): the one of its length is used
     pools = [[EVAL / "train.jsonl", AUTHORED, DATA / "authored2.jsonl"],
+             [EVAL / "train.jsonl", AUTHORED, DATA / "authored2.jsonl", EVAL / "dev.jsonl"],
              [EVAL / "train.jsonl", AUTHORED]]
     rows: list[dict[str, object]] = []
     for pool in pools:
@@ -204,7 +205,7 @@ def report(name: str, items: Sequence[Item],
     total = len(items)
     print(f"\n{name}")
     print("  below  share   n  asked  classifier  model  junk  late  settled  "
-          "p50 s  p95 s  +s/request  whole set: without -> with")
+          "min s  p50 s  p95 s  +s/request  whole set: without -> with")
     for t in THRESHOLDS:
         band = [i for i in items if i.asked and i.c.confidence < t]
         if not band:
@@ -225,8 +226,8 @@ def report(name: str, items: Sequence[Item],
         p50 = statistics.median(secs)
         p95 = secs[min(len(secs) - 1, math.ceil(0.95 * len(secs)) - 1)]
         line = (f"  {t:.1f}  {share:6.3f} {n_unsure:3d}  {len(band):5d}  {clf:10.3f}  "
-                f"{model_acc:5.3f}  {junk:4.2f}  {late:4.2f}  {final:7.3f}  {p50:5.2f}  "
-                f"{p95:5.2f}  {share * p50:10.3f}")
+                f"{model_acc:5.3f}  {junk:4.2f}  {late:4.2f}  {final:7.3f}  {secs[0]:5.2f}  "
+                f"{p50:5.2f}  {p95:5.2f}  {share * p50:10.3f}")
         if shares is None:
             before = sum(i.route == i.gold for i in items) / total
             after = sum(((i.settled or i.route) if i.asked and i.c.confidence < t
