@@ -362,10 +362,13 @@ _IN_LANG = re.compile(
     "(?:" + "|".join(_IN_LANG_WORDS) + r")\s+("
     + "|".join(re.escape(n) for n in _IN_LANG_NAMES) + r")\b"
 )
-# Where one of its names begins: the capitalised ones by one scan (few letters are capitals),
-# the others by str.find (`_in_lang_matches`).
-_IN_LANG_CAPITAL = re.compile("|".join(re.escape(n) for n in _IN_LANG_NAMES if n[0].isupper()))
-_IN_LANG_LOWER = tuple(n for n in _IN_LANG_NAMES if not n[0].isupper())
+# Where one of its names can begin: str.find of each, without those that begin with another
+# ("C" finds "C++"), and only where its first letter is in the text at all (a memchr; most
+# capitals are not).
+_IN_LANG_STARTS = tuple(
+    n for n in sorted(set(_IN_LANG_NAMES))
+    if not any(n != o and n.startswith(o) for o in _IN_LANG_NAMES)
+)
 # A coding problem in the LeetCode style: "Given an array of integers nums ..., return ...".
 _CODING_PROBLEM = re.compile(
     r"(?:given|you are given|you're given)\s+(?:an?|two|the|some)\s+(?:[\w-]+\s+){0,2}?"
@@ -778,23 +781,20 @@ def _in_lang_matches(cased: str) -> list[re.Match[str]]:
     one when that place lies inside the last match (as finditer resumes at its end).
     """
     names: set[int] = set()
-    pos = 0
-    while m := _IN_LANG_CAPITAL.search(cased, pos):
-        names.add(m.start())
-        pos = m.start() + 1
-    for name in _IN_LANG_LOWER:
+    for name in _IN_LANG_STARTS:
+        if name[0] not in cased:
+            continue
         i = cased.find(name)
         while i >= 0:
-            names.add(i)
+            if i and cased[i - 1].isspace():
+                names.add(i)
             i = cased.find(name, i + 1)
     out: list[re.Match[str]] = []
     end = 0
-    for q in sorted(names):
-        r = q
+    for q in sorted(names):  # each follows a blank
+        r = q - 1
         while r > 0 and cased[r - 1].isspace():
             r -= 1
-        if r == q:
-            continue  # no blank before the name
         starts = [r - len(w) for w in _IN_LANG_WORDS if cased.endswith(w, 0, r)]
         starts = [p for p in starts if p >= end]
         if starts and (m := _IN_LANG.match(cased, min(starts))):
@@ -1148,7 +1148,9 @@ def _code_shape(t: _Text, ev: _Evidence) -> float:
     if "from" in t.tokens and "run" in t.tokens and (n := _count(_DOCKERFILE, nl, 3)) >= 2:
         ev.add(CODE, min(1.5 * n, 4.0), "a Dockerfile")
     if ":\n" in text or ":\r\n" in text:
-        nested = min(_count(_YAML_NESTED[0], nl, 6) + _count(_YAML_NESTED[1], nl, 6), 6)
+        nested = _count(_YAML_NESTED[0], nl, 6)
+        if "\t" in text:
+            nested = min(nested + _count(_YAML_NESTED[1], nl, 6), 6)
         if nested >= 2 and (_YAML_TOP.search(nl) or nested >= 4):
             ev.add(CODE, min(1.0 + 0.5 * nested, 4.0), "YAML configuration")
     if '"' in heads and _JSON_GATE.search(text) and _count(_JSON_KEY, nl, 3) >= 3:

@@ -140,10 +140,16 @@ def rule_features(scores: Mapping[str, float], reasons: Iterable[str]) -> list[s
             if score >= level:
                 out.append(f"!{route}>={level}")
     for reason in reasons:
-        m = _RULE_NAME.match(reason)
-        if m:
-            out.append(f"!{m.group(1)}:{m.group(2).strip()}")
+        if feature := _rule_feature(reason):
+            out.append(feature)
     return out
+
+
+@lru_cache(maxsize=4096)
+def _rule_feature(reason: str) -> str:
+    """The feature of one rule's reason ("" for none); cached: reasons repeat."""
+    m = _RULE_NAME.match(reason)
+    return f"!{m.group(1)}:{m.group(2).strip()}" if m else ""
 
 
 @dataclass(frozen=True)
