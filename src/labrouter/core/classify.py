@@ -903,7 +903,7 @@ class Classifier:
     def _evidence(self, text: str) -> _Evidence:
         ev = _Evidence(scores=dict.fromkeys(self._routes, 0.0))
         ev.scores[QUICK] = QUICK_PRIOR
-        if text.strip():
+        if text and not text.isspace():  # text.strip(), without copying it
             t = _view(text)
             shape = _code_shape(t, ev)
             code_request = _code_words(t, shape, ev)
@@ -957,7 +957,7 @@ class Classifier:
         if image:
             route, confidence = VISION, 1.0
             notes.insert(0, "vision: an image is attached")
-        elif not text.strip():
+        elif not text or text.isspace():
             route, confidence = QUICK, 1.0
             notes.insert(0, "quick: an empty prompt")
         elif ev.cheap and route in (REASONING, CODE) and (
@@ -966,7 +966,9 @@ class Classifier:
             notes.insert(0, f"quick: a one-line {ev.cheap} question stays cheap (model said "
                             f"{route} {probs[route]:.2f})")
             route, confidence = QUICK, max(probs[QUICK], CHEAP_CONFIDENCE)
-        elif route != QUICK and confidence < 0.6 and len(text.split()) <= FEW_WORDS and not any(
+        elif route != QUICK and confidence < 0.6 and (
+            len(text.split(maxsplit=FEW_WORDS)) <= FEW_WORDS  # at most FEW_WORDS words
+        ) and not any(
             builtin[r] for r in (CODE, REASONING, VISION)
         ):
             # too little to go on and no rule saw code, maths or a picture: the model's
@@ -981,7 +983,8 @@ class Classifier:
                 notes.insert(0, f"{best}: configured keywords ({ev.scores[best]:.1f})")
                 route = best
                 confidence = _softmax_share(ev.scores, best)
-        runner_up = next((r for r in ranked if r != route), "") if text.strip() else ""
+        blank = not text or text.isspace()
+        runner_up = next((r for r in ranked if r != route), "") if not blank else ""
         reasons: list[str] = []
         if route in probs:
             reasons.append(

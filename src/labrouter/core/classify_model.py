@@ -274,9 +274,8 @@ class LinearModel:
         `logits_from` on the same features saves looking their weights up again)."""
         best: list[tuple[float, str]] = []
         if hits is not None:
-            for f, v, hw in hits:
-                if f[0] not in "=~!" and (gain := v * (hw[a] - hw[b])) > 0:
-                    best.append((gain, f))
+            best = [(v * (hw[a] - hw[b]), f) for f, v, hw in hits if f[0] not in "=~!"]
+            best = [gf for gf in best if gf[0] > 0]
             best.sort(reverse=True)
             return [word for _, word in best[:n]]
         get = self.weights.get
