@@ -40,11 +40,17 @@ Speed
 -----
 A 10 KB prompt must classify in well under a millisecond. Python's `re` is fast only when a
 pattern starts with a literal, so line patterns are written against "\\n" + text instead of
-`^`, word patterns start with their words (the left word boundary is checked in Python),
-and most patterns run only when a cheap test (a token in the prompt's word set, a
-substring) says they can match. Requests are looked for in the head and tail of a long
-prompt (`REGION_HEAD`, `REGION_TAIL`), where instructions are; shapes are looked for in
-all of it, up to `MAX_ANALYSED` characters.
+`^` (with possessive leading blanks, `[ \\t]*+`, so that indented lines are not retried),
+word patterns start with their words (the left word boundary is checked in Python), and
+most patterns run only when a cheap test says they can match: a token in the prompt's word
+set, a character of the pattern (a one-character `in` is a memchr), the first character of
+some line (`_LINE_HEAD`, one scan for all the line patterns), a literal the match must
+contain. A pattern led by an alternation of common words is not scanned for but tried only
+where one of its leading literals (found with str.find) begins a word
+(`_word_matches_at`, `_in_lang_matches`). Each such shortcut gives the same matches as
+the plain scan; the comments next to them say why. Requests are looked for in the head and
+tail of a long prompt (`REGION_HEAD`, `REGION_TAIL`), where instructions are; shapes are
+looked for in all of it, up to `MAX_ANALYSED` characters.
 """
 
 from __future__ import annotations
