@@ -508,6 +508,32 @@ def test_fast_request_search_finds_what_the_regex_finds(text: str) -> None:
             )
 
 
+_FS_OBJECTS = (
+    "file", "files", "directory", "directories", "folder", "file system", "filesystem",
+    "filenames", "symlinks", "symbolic link", "permissions", "processes", "pid", "inodes",
+    "disk usage", "disk space", "subdirectories", "current user", "username", "user name",
+    "hostname", "host name", "environment variables", "ip addresses", "network interfaces",
+    "open ports", "memory usage", "cpu usage", "kernel version", "uptime", "partitions",
+    "checksums", "md5sum", "md5 sums", "tarballs", "zip files", "archives",
+)
+
+
+@pytest.mark.parametrize("obj", _FS_OBJECTS)
+def test_file_task_search_is_the_plain_search(obj: str) -> None:
+    # _fs_task_search looks only where one of _FS_OBJECT_HINTS is: every object _FS_TASK
+    # names must contain one (add the object here when you add it to _FS_TASK)
+    from labrouter.core import classify as c
+
+    for text in (
+        f"please list the {obj} here",
+        f"users? hosts! show me every {obj} in /tmp\nthen sort it",
+        f"a re-run of it: rerun the {obj}. count.the {obj}",
+        f"nothing to do with {obj}",
+    ):
+        fast, plain = c._fs_task_search(text), c._word_search(c._FS_TASK, text)
+        assert (fast and fast.span()) == (plain and plain.span()), text
+
+
 def test_huge_prompt_features_are_bounded() -> None:
     feats, _ = text_features("word " * 100_000)
     assert sum(feats.values()) < 2_000
