@@ -37,6 +37,7 @@ import gzip
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from collections import Counter, defaultdict
@@ -68,7 +69,8 @@ MODEL_PATH = ROOT / "src" / "labrouter" / "core" / MODEL_RESOURCE
 # Prompts written for the kinds the public pool lacks (see bench/data/README.md); each file
 # is its own source ("authored", "authored2"), so LOSO shows what each one adds.
 AUTHORED = tuple(ROOT / "bench" / "data" / name for name in ("authored.jsonl", "authored2.jsonl"))
-CACHE = Path("/tmp/labrouter-loso-logits.npz")  # the held-out logits, to look at afterwards
+# The held-out logits, to look at afterwards.
+CACHE = Path(os.environ.get("LABROUTER_LOSO_CACHE", "/tmp/labrouter-loso-logits.npz"))
 ROUTES = tuple(sorted(BUILTIN_ROUTES))  # the model's route order
 
 # Chosen on LOSO accuracy (see --sweep).
@@ -419,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         res.temperature, res.rule_weight)
     data = " + ".join(["train.jsonl", *(p.name for p in AUTHORED)])
     meta = {"data": data + (" + dev.jsonl" if args.with_dev else ""),
-            "items": len(items), "C": C, "source_power": SOURCE_POWER, "authored_boost": AUTHORED_BOOST, "min_df": MIN_DF,
+            "items": len(items), "C": C, "source_power": SOURCE_POWER,
+            "authored_boost": AUTHORED_BOOST, "min_df": MIN_DF,
             "temperature_from": "LOSO"}
     meta["source_power"] = args.source_power
     path = MODEL_PATH
