@@ -490,6 +490,14 @@ _MATH_VERBS = word_set(
     differentiate integrate estimate work figure
     """
 )
+# "the integral of x^2 from 0 to 3", "derivative of sin(x)/x": calculus applied to an
+# expression (a variable, a number, a power or a function name follows) is maths work,
+# however short the question; "the integral of his work" has no expression.
+_CALCULUS_OF = re.compile(
+    r"(?:integral|derivative|antiderivative)s?\s+of\s+(?:the\s+function\s+)?"
+    r"(?:[a-z]\b|\d|\(|sin|cos|tan|log|ln|exp|sqrt|e\^|[a-z]\^|\|)"
+)
+_CALCULUS_WORDS = word_set("integral integrals derivative derivatives antiderivative")
 _PROOF = re.compile(
     r"(?:prove|proof|disprove|show that|demonstrate that|verify that|it follows that)\b|"
     r"for (?:all|every|any) (?:integers?|real|natural|positive|n\b|x\b|k\b)|q\.e\.d"
@@ -1395,6 +1403,8 @@ def _reasoning(t: _Text, shape: float, code_request: bool, ev: _Evidence) -> Non
             add(min(0.75 * eq, 2.5), "an equation or formula")
     if tokens & _MATH_VERBS and _word_search(_MATH_REQUEST, region):
         add(1.5, "asks to solve or calculate")
+    if tokens & _CALCULUS_WORDS and _word_search(_CALCULUS_OF, region):
+        add(2.0, "calculus on an expression")
     if tokens & _PROOF_WORDS and _word_search(_PROOF, t.instr):
         add(2.0, "asks for a proof")
     if tokens & _PROBABILITY_WORDS and (n := len(_word_matches(_PROBABILITY, t.instr))):
