@@ -236,7 +236,7 @@ def to_model(fitted: Fit, vocab: Sequence[str], temperature: float) -> LinearMod
 # for prompts unlike any training source. LOSO alone would pick 0 (its sources are short
 # benchmark items, and on MMLU the multiple-choice rule misleads), at a cost of 0.25
 # points of LOSO accuracy against weight 1; with weight 0 a 1 MB pasted program went to
-# reasoning and a Rust borrow error to quick.
+# reasoning, and a Rust borrow error too.
 RULE_WEIGHTS = (1.0, 1.25, 1.5, 2.0)
 OFFSETS = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
