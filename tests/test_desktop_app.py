@@ -27,6 +27,8 @@ from labrouter.desktop.hotkey import NullHotkey
 from labrouter.desktop.keyboard import NullKeyboard
 from labrouter.desktop.notify import NotificationChain
 
+# A selection of plain prose: the classifier calls it quick, so the press summarises it.
+PROSE = "The meeting moved to Thursday because the room was booked."
 LONG = "This answer is long. " * 30  # > 200 characters: does not fit a notification
 
 
@@ -133,7 +135,7 @@ class RecordingNotifier:
 
 
 class App:
-    def __init__(self, ctx: Context, selected: str = "some selected text",
+    def __init__(self, ctx: Context, selected: str = PROSE,
                  clipboard: str | None = "user clipboard", answer: str = "42.",
                  copy_answer: str = "when-shortened", busy: str = "queue",
                  error: Exception | None = None, store: RecentStore | None = None) -> None:
@@ -181,7 +183,7 @@ async def test_a_press_asks_and_shows_asking_then_the_answer(ctx: Context) -> No
     await a.start()
     await a.press_and_wait()
     (req,) = a.asker.requests
-    assert (req.prompt, req.source, req.image) == ("some selected text", "hotkey", None)
+    assert (req.prompt, req.source, req.image) == (PROSE, "hotkey", None)
     # prose: summarised, bounded by the classified route's desktop_max_tokens
     assert req.instruction == "Summarise this concisely:" and not req.bare
     assert req.options.max_tokens == ctx.config.route("quick").desktop_max_tokens == 1024
@@ -269,7 +271,7 @@ async def test_busy_queue_asks_the_second_question_after_the_first(ctx: Context)
     a.asker.gate.set()
     assert a.app.current is not None
     await a.wait()
-    assert [r.prompt for r in a.asker.requests] == ["some selected text", "second question"]
+    assert [r.prompt for r in a.asker.requests] == [PROSE, "second question"]
     assert [t for t, _ in a.sent].count("qwen3:4b on gpu-box (quick)") == 2
 
 
@@ -462,7 +464,7 @@ async def test_control_ask_selection_for_a_desktop_shortcut(ctx: Context) -> Non
     assert await handler({"text": "  "}) == {"outcome": "nothing-selected"}
     assert await handler({}) == {"outcome": "pressed"}  # captured here, as the hotkey
     await a.wait()
-    assert a.asker.requests[-1].prompt == "some selected text"
+    assert a.asker.requests[-1].prompt == PROSE
 
 
 async def test_a_capture_that_fails_says_so_and_the_next_press_works(ctx: Context) -> None:
@@ -542,7 +544,7 @@ async def test_a_press_while_busy_offers_to_cancel_and_a_second_press_does(
     assert a.app.current is not first
     a.asker.gate.set()
     await a.wait()
-    assert [r.prompt for r in a.asker.requests] == ["some selected text", "a newer question"]
+    assert [r.prompt for r in a.asker.requests] == [PROSE, "a newer question"]
     assert a.asker.closed == 1
 
 
