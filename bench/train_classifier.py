@@ -9,7 +9,7 @@ Data: ../shared/eval/train.jsonl (weakly labeled public prompts; see its TRAIN.m
 the hand-written files of bench/data/ (see its README.md): authored.jsonl (239 prompts for
 kinds the pool lacks: chores and framework questions in plain words, spreadsheet formulas,
 probability, Boolean expressions, scheduling, maths in other languages, explanations with
-physics words, polite rewrites) and authored2.jsonl (1,759 more of those kinds, with wider
+physics words, polite rewrites) and authored2.jsonl (1,660 more of those kinds, with wider
 vocabulary: tools, registers, languages, everyday senses of technical words), each its own
 source in the LOSO report; and, with --with-dev, dev.jsonl as well. Items that came with an
 image are left out (the image, not the text, routes them), and so is BIG-Bench-Hard, whose
