@@ -60,7 +60,7 @@ EVAL = next((p for p in (ROOT.parent / "shared/eval", ROOT.parents[1] / "shared/
 DATA = ROOT / "bench" / "data"
 AUTHORED = DATA / "authored.jsonl"
 HARD = DATA / "hard_eval.jsonl"  # blind, hand-written: a second honest dev set
-LOSO_CACHE = Path("/tmp/labrouter-loso-logits.npz")
+LOSO_CACHE = Path(os.environ.get("LABROUTER_LOSO_CACHE", "/tmp/labrouter-loso-logits.npz"))
 THRESHOLDS = (0.5, 0.6, 0.7)
 BANDS = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 TIMEOUTS = TimeoutConfig(connect=2.0, first_token=30.0, gap=10.0, total=60.0)
@@ -116,33 +116,28 @@ def band_table(name: str, items: Sequence[Item]) -> None:
 
 def loso_items(n: int, below: float, seed: int = 0) -> tuple[list[Item], dict[float, float]]:
     """Unsure prompts of unseen sources: the cached leave-one-source-out logits of
-    bench/train_classifier.py, with the shipped model's rule weight, offsets and
-    temperature (the classifier's decision rules on top, cheap questions etc., are not
-    applied: a close approximation)."""
+    bench/train_classifier.py, with the rule weight, offsets and temperature that run
+    tuned (the classifier's decision rules on top, cheap questions etc., are not applied:
+    a close approximation)."""
     import numpy as np  # the train extra
 
     from labrouter.core.classify_model import default_model
 
     data = np.load(LOSO_CACHE)
-    # the training pool as train_classifier.load reads it; the cache may be of an older
-    # pool (before authored2.jsonl): the one of its length is used
-    pools = [[EVAL / "train.jsonl", AUTHORED, DATA / "authored2.jsonl"],
-             [EVAL / "train.jsonl", AUTHORED, DATA / "authored2.jsonl", EVAL / "dev.jsonl"],
-             [EVAL / "train.jsonl", AUTHORED]]
-    rows: list[dict[str, object]] = []
-    for pool in pools:
-        rows = [r for path in pool if path.exists() for r in load_jsonl(path)
-                if not r.get("image") and r["source"] != "bbh"]
-        if len(rows) == len(data["y"]):
-            break
-    else:
-        raise SystemExit(f"{LOSO_CACHE} holds {len(data['y'])} items, the pool {len(rows)}: "
-                         "rerun bench/train_classifier.py --loso-only")
-    model = default_model()
-    routes = sorted(model.routes)
-    offsets = np.array([0.5 if r == "code" else 1.0 if r == "reasoning" else 0.0
-                        for r in routes])
-    z = (data["logits"] + model.rule_weight * data["scores"] + offsets) / model.temperature
+    if "ids" not in data:
+        raise SystemExit(f"{LOSO_CACHE} is from an older bench/train_classifier.py: "
+                         "rerun it with --loso-only")
+    by_id = {str(r["id"]): r for path in (EVAL / "train.jsonl", EVAL / "dev.jsonl",
+                                          *sorted(DATA.glob("authored*.jsonl")))
+             if path.exists() for r in load_jsonl(path)}
+    try:
+        rows = [by_id[str(i)] for i in data["ids"]]
+    except KeyError as exc:
+        raise SystemExit(f"{LOSO_CACHE} names prompt {exc} that no data file holds: "
+                         "rerun bench/train_classifier.py --loso-only") from None
+    routes = sorted(default_model().routes)
+    z = (data["logits"] + float(data["rule_weight"]) * data["scores"] + data["offsets"]) / float(
+        data["temperature"])
     z -= z.max(axis=1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=1, keepdims=True)

@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import numpy as np  # noqa: E402
+from classifier import ece  # noqa: E402  (bench/classifier.py, beside this file)
 from scipy import sparse  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 
@@ -278,20 +279,6 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     return round(best, 2)
 
 
-def ece(conf: Sequence[float], right: Sequence[bool], bins: int = 10) -> float:
-    """Expected calibration error: |accuracy - confidence| per confidence bin, weighted."""
-    total = len(conf)
-    err = 0.0
-    for b in range(bins):
-        lo, hi = b / bins, (b + 1) / bins
-        idx = [i for i, c in enumerate(conf) if lo < c <= hi or (b == 0 and c == 0)]
-        if idx:
-            acc = sum(right[i] for i in idx) / len(idx)
-            avg = sum(conf[i] for i in idx) / len(idx)
-            err += len(idx) / total * abs(acc - avg)
-    return err
-
-
 @dataclass
 class Loso:
     """Leave-one-source-out predictions of the full classifier (model and rules)."""
@@ -330,10 +317,14 @@ def loso(items: Sequence[Item], feats: Featurizer, c: float = C, power: float = 
         if verbose:
             print(f"  fold {g}: {int(test.sum())} items", file=sys.stderr)
     groups_of = np.array([it.group for it in items])
-    np.savez(CACHE, logits=logits, scores=feats.scores, y=y, groups=groups_of)
     rule_weight, offsets = tune(logits, feats.scores, y, groups_of)
     adjusted = logits + rule_weight * feats.scores + offsets
     temperature = fit_temperature(adjusted, y)
+    # with the item ids and the tuned decision, so a reader needs neither to guess the pool
+    # nor to copy the numbers (bench/settle.py --loso)
+    np.savez(CACHE, logits=logits, scores=feats.scores, y=y, groups=groups_of,
+             ids=np.array([it.id for it in items]), rule_weight=rule_weight, offsets=offsets,
+             temperature=temperature)
     out_routes, conf = [], []
     classifiers = {
         g: Classifier(model=LinearModel(m.routes, tuple(np.array(m.bias) + offsets), m.weights,
