@@ -22,7 +22,8 @@ a real quick model (qwen3:4b), so its accuracy is a floor, not a forecast; the l
 what a 135M model costs on this machine's CPU. dev.jsonl and bench/data/hard_eval.jsonl
 (blind, hand-written) are held out from the classifier's model; ``--loso`` takes prompts
 from the training pool's leave-one-source-out predictions
-(``/tmp/labrouter-loso-logits.npz``, written by bench/train_classifier.py), which is what
+(``$LABROUTER_LOSO_CACHE``, by default ``/tmp/labrouter-loso-logits.npz``, written by
+bench/train_classifier.py with the item ids and its tuned decision), which is what
 prompts of sources the model never saw look like. Only loopback URLs are accepted.
 """
 
